@@ -1,0 +1,319 @@
+"""Typed, nested configuration: encoder / unet / latent / diffusion / data / train.
+
+A preset is a YAML file (``soda/configs/*.yaml``) holding any subset of these fields; command-line overrides use
+dotted keys (``--train.steps=100``). Every field is validated up front and errors name the bad field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+FORMAT_VERSION = 1
+PRESET_DIR = Path(__file__).parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or out of range (the message names the field)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sections of the config
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EncoderConfig:
+    base_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 4)
+    blocks_per_stage: int = 1
+    use_rays: bool = True  # source camera rays enter as extra input channels (6 = origin + direction)
+
+
+@dataclass
+class UNetConfig:
+    base_channels: int = 64
+    channel_mult: tuple[int, ...] = (1, 2, 2)
+    num_res_blocks: int = 2
+    attention_levels: tuple[int, ...] = (2,)  # indices into channel_mult (0 = full resolution)
+    num_heads: int = 4
+    dropout: float = 0.0
+    groups: int = 32
+    use_rays: bool = True  # target camera rays concatenated to the noisy input
+
+
+@dataclass
+class LatentConfig:
+    z_dim: int = 112
+    n_sections: int = 0  # 0 = one section per UNet stage (2 * levels + 1); 1 = no sections (ablation)
+    p_section: float = 0.2  # probability each section is replaced by the learned null during training
+    p_drop: float = 0.1  # probability the whole z is replaced (trains the unconditional mode for guidance)
+    null_mode: str = "learned"  # "learned" | "zeros"
+
+
+@dataclass
+class DiffusionConfig:
+    schedule: str = "inverted_cosine"  # "inverted_cosine" | "cosine" | "linear"
+    prediction: str = "eps"  # "eps" | "v"
+    sample_steps: int = 50
+    preview_steps: int = 8
+    guidance: float = 0.0
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "world"  # "world" | "folder" | "shapes3d"
+    res: int = 32
+    mode: str = "multiview"  # "multiview" | "identity" | "augment"
+    p_identity: float = 0.25  # multiview: probability that the target camera equals the source camera
+    path: str = ""  # folder / file for real data
+    n_fourier: int = 0
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    warmup: int = 200
+    grad_clip: float = 1.0
+    ema_decay: float = 0.999
+    seed: int = 0
+    out_dir: str = "runs/default"
+    log_every: int = 20
+    ckpt_every: int = 500
+    sample_every: int = 1000
+    keep_checkpoints: int = 2
+    max_minutes: float = 0.0  # 0 = no wall-clock limit
+    device: str = "auto"  # "auto" | "cpu" | "cuda"
+    amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "off"
+    compile: bool = False
+    channels_last: bool = False
+    threads: int = 0  # 0 = torch default
+
+
+@dataclass
+class ModelConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    latent: LatentConfig = field(default_factory=LatentConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    res: int = 32
+    ray_channels: int = 6  # channels of one camera-ray image (6 + 12 * n_fourier)
+
+    @property
+    def num_stages(self) -> int:
+        return 2 * len(self.unet.channel_mult) + 1
+
+    @property
+    def sections(self) -> int:
+        return self.latent.n_sections or self.num_stages
+
+    @property
+    def section_dim(self) -> int:
+        return self.latent.z_dim // self.sections
+
+
+@dataclass
+class SODAConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    name: str = "soda"
+
+    def to_dict(self) -> dict:
+        return _to_plain(dataclasses.asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SODAConfig:
+        cfg = _build(cls, d, "")
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> SODAConfig:
+        import yaml
+
+        path = Path(path)
+        if not path.exists():
+            alt = PRESET_DIR / f"{path.stem}.yaml"
+            if alt.exists():
+                path = alt
+            else:
+                names = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+                raise ConfigError(f"config file {path} not found (presets: {names})")
+        try:
+            d = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({e})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        for ov in overrides or []:
+            apply_override(d, ov)
+        return cls.from_dict(d)
+
+    def validate(self) -> None:
+        m, lat, u = self.model, self.model.latent, self.model.unet
+        _check(m.res in (16, 32, 64, 128, 256), "model.res", "must be one of 16, 32, 64, 128, 256")
+        _check(self.data.res == m.res, "data.res", f"must equal model.res ({m.res})")
+        _check(lat.z_dim > 0, "model.latent.z_dim", "must be positive")
+        _check(0 < m.sections <= m.num_stages, "model.latent.n_sections", f"must be 0 (auto) or 1..{m.num_stages}")
+        _check(
+            lat.z_dim % m.sections == 0,
+            "model.latent.z_dim",
+            f"({lat.z_dim}) must be divisible by the number of sections ({m.sections})",
+        )
+        _check(0 <= lat.p_section < 1, "model.latent.p_section", "must be in [0, 1)")
+        _check(0 <= lat.p_drop < 1, "model.latent.p_drop", "must be in [0, 1)")
+        _check(lat.null_mode in ("learned", "zeros"), "model.latent.null_mode", "must be 'learned' or 'zeros'")
+        _check(len(u.channel_mult) >= 1, "model.unet.channel_mult", "needs at least one level")
+        _check(
+            m.res % (2 ** (len(u.channel_mult) - 1)) == 0, "model.unet.channel_mult", "too many levels for model.res"
+        )
+        _check(all(0 <= a < len(u.channel_mult) for a in u.attention_levels), "model.unet.attention_levels",
+               f"indices must be in 0..{len(u.channel_mult) - 1}")
+        for c in (u.base_channels * k for k in u.channel_mult):
+            _check(c % u.groups == 0, "model.unet.groups", f"must divide every stage width (got width {c})")
+        _check(u.num_res_blocks >= 1, "model.unet.num_res_blocks", "must be >= 1")
+        _check(self.model.encoder.base_channels % 8 == 0, "model.encoder.base_channels", "must be a multiple of 8")
+        d = m.diffusion
+        _check(d.schedule in ("inverted_cosine", "cosine", "linear"), "model.diffusion.schedule",
+               "must be inverted_cosine, cosine or linear")
+        _check(d.prediction in ("eps", "v"), "model.diffusion.prediction", "must be 'eps' or 'v'")
+        _check(d.sample_steps >= 1 and d.preview_steps >= 1, "model.diffusion.sample_steps", "must be >= 1")
+        _check(self.data.dataset in ("world", "folder", "shapes3d"), "data.dataset", "must be world, folder or shapes3d")
+        _check(self.data.mode in ("multiview", "identity", "augment"), "data.mode",
+               "must be multiview, identity or augment")
+        _check(self.data.dataset == "world" or self.data.mode != "multiview", "data.mode",
+               "multiview needs camera data (data.dataset: world)")
+        _check(m.ray_channels == 6 + 12 * self.data.n_fourier, "model.ray_channels",
+               f"must be 6 + 12 * data.n_fourier = {6 + 12 * self.data.n_fourier}")
+        if self.data.dataset in ("folder", "shapes3d"):
+            _check(bool(self.data.path), "data.path", f"is required for dataset '{self.data.dataset}'")
+            _check(not (m.encoder.use_rays or m.unet.use_rays), "model.encoder.use_rays",
+                   "must be false (with unet.use_rays) for data without cameras")
+        t = self.train
+        _check(t.steps >= 1, "train.steps", "must be >= 1")
+        _check(t.batch_size >= 1, "train.batch_size", "must be >= 1")
+        _check(t.lr > 0, "train.lr", "must be positive")
+        _check(0 <= t.ema_decay < 1, "train.ema_decay", "must be in [0, 1)")
+        _check(t.ckpt_every >= 1 and t.log_every >= 1, "train.ckpt_every", "must be >= 1")
+        _check(t.device in ("auto", "cpu", "cuda"), "train.device", "must be auto, cpu or cuda")
+        _check(t.amp in ("auto", "bf16", "off"), "train.amp", "must be auto, bf16 or off")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Helpers: building dataclasses from dicts with clear errors, overrides
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _check(ok: bool, name: str, msg: str) -> None:
+    if not ok:
+        raise ConfigError(f"config field '{name}' {msg}")
+
+
+def _to_plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _to_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_to_plain(v) for v in x]
+    return x
+
+
+def _build(cls: type, d: Any, prefix: str) -> Any:
+    if not isinstance(d, dict):
+        raise ConfigError(f"config field '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {d!r}")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, val in d.items():
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise ConfigError(f"unknown config field '{prefix}{key}'{hint}")
+        kwargs[key] = _coerce(hints[key], val, prefix + key)
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, val: Any, name: str) -> Any:
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, val, name + ".")
+    origin = getattr(tp, "__origin__", None)
+    if origin is tuple:
+        if isinstance(val, (int, float)):
+            val = [val]
+        if not isinstance(val, (list, tuple)):
+            raise ConfigError(f"config field '{name}' must be a list, got {val!r}")
+        inner = tp.__args__[0]
+        return tuple(_coerce(inner, v, name) for v in val)
+    if tp is bool:
+        if isinstance(val, bool):
+            return val
+        if isinstance(val, str) and val.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return val.lower() in ("true", "1", "yes")
+        raise ConfigError(f"config field '{name}' must be true/false, got {val!r}")
+    if tp in (int, float):
+        if isinstance(val, bool) or not isinstance(val, (int, float, str)):
+            raise ConfigError(f"config field '{name}' must be a number, got {val!r}")
+        try:
+            out = tp(float(val)) if tp is float else int(str(val), 0) if isinstance(val, str) else val
+        except ValueError:
+            raise ConfigError(f"config field '{name}' must be a number, got {val!r}") from None
+        if tp is int and isinstance(out, float):
+            if not out.is_integer():
+                raise ConfigError(f"config field '{name}' must be an integer, got {val!r}")
+            out = int(out)
+        if tp is float and out != out:
+            raise ConfigError(f"config field '{name}' must not be NaN")
+        return out
+    if tp is str:
+        if not isinstance(val, (str, int, float)):
+            raise ConfigError(f"config field '{name}' must be a string, got {val!r}")
+        return str(val)
+    return val
+
+
+def apply_override(d: dict, override: str) -> None:
+    """Apply one ``key.sub=value`` override (value parsed as YAML) to a nested dict in place."""
+    import yaml
+
+    s = override[2:] if override.startswith("--") else override
+    if "=" not in s:
+        raise ConfigError(f"override '{override}' must look like --section.key=value")
+    key, raw = s.split("=", 1)
+    try:
+        val = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        val = raw
+    parts = key.split(".")
+    cur = d
+    for p in parts[:-1]:
+        cur = cur.setdefault(p, {})
+        if not isinstance(cur, dict):
+            raise ConfigError(f"override '{override}': '{p}' is not a section")
+    cur[parts[-1]] = val
+
+
+def load_config_json(path: str | Path) -> dict:
+    """Read a checkpoint's config.json and check its format (clear message for foreign or old files)."""
+    path = Path(path)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
+    if not isinstance(meta, dict) or meta.get("format") != "soda":
+        raise ConfigError(f"{path}: not a SODA checkpoint config (missing \"format\": \"soda\")")
+    ver = meta.get("format_version")
+    if ver != FORMAT_VERSION:
+        raise ConfigError(
+            f"{path}: checkpoint format version {ver} is not supported by this code (expects {FORMAT_VERSION}); "
+            "re-export it with a matching version of soda"
+        )
+    if not isinstance(meta.get("config"), dict):
+        raise ConfigError(f"{path}: missing the 'config' mapping")
+    return meta

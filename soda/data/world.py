@@ -1,0 +1,528 @@
+"""The procedural world: a room with one object, rendered by batched ray casting with exact ground truth.
+
+World axes (right-handed, metres-like units): **z up**, the floor is the plane z = 0, the room's four walls are the
+planes x = +-ROOM_HALF and y = +-ROOM_HALF (infinitely tall, no ceiling). The object stands on the floor at the
+origin; cameras look at ``LOOK_AT`` = (0, 0, 0.5), the centre of a unit object. Cameras follow the OpenCV convention
+of ``soda.data.cameras`` (x right, y down, z forward). Azimuth 0 puts the camera on the -y side looking towards +y
+(the "back" wall); positive azimuth moves it towards +x; elevation is measured up from the floor plane.
+
+A scene is six integer factors on the Shapes3D grid (``FACTOR_NAMES`` / ``FACTOR_SIZES``): floor, wall and object hue
+(i/10 of the colour circle), scale (0.75..1.25), shape (cube, cylinder, sphere, capsule) and orientation (-30..30
+degrees about the vertical axis). The cylinder stands upright; the capsule lies on its side along its local x axis, so
+orientation is visible for the cube and the capsule and, as in reality, invisible for the sphere and the cylinder.
+
+Shading: Lambert with ambient term from one fixed directional light (``LIGHT_DIR``), a shadow cast by the object onto
+the floor, 2x2 supersampling (any ``supersample``). Rendering separates geometry from colour: the geometry pass gives
+three per-pixel weights (floor, wall, object: shading x coverage), and the image is their sum with the three
+colours. With a fixed camera the geometry depends only on (shape, scale, orientation), so ``FixedCameraRenderer``
+caches it and colours scenes at the cost of one small einsum.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from functools import lru_cache
+
+import torch
+
+from soda.data.cameras import intrinsics, look_at
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Factors
+# ----------------------------------------------------------------------------------------------------------------------
+FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
+FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
+N_COMBINATIONS = math.prod(FACTOR_SIZES)  # 480000, as in Shapes3D
+SHAPE_NAMES = ("cube", "cylinder", "sphere", "capsule")
+HUES = tuple(i / 10 for i in range(10))
+SCALES = tuple(torch.linspace(0.75, 1.25, 8).tolist())
+ORIENTATIONS_DEG = tuple(torch.linspace(-30.0, 30.0, 15).tolist())
+# Surface colour = HSV(hue, saturation, value); the three surfaces differ in saturation/value to stay apart.
+SURFACE_SV = ((0.65, 0.85), (0.45, 0.95), (0.9, 1.0))  # floor, wall, object
+
+# Held-out split: a fixed hash of the factor combination puts TEST_PERCENT % of the 480000 scenes in the test split.
+SPLIT_SEED = 20240917
+TEST_PERCENT = 10
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Room, light and cameras
+# ----------------------------------------------------------------------------------------------------------------------
+ROOM_HALF = 5.0
+LIGHT_DIR = tuple(v / math.sqrt(0.5**2 + 0.6**2 + 1.0) for v in (-0.5, -0.6, 1.0))  # unit vector towards the light
+AMBIENT = 0.35
+LOOK_AT = (0.0, 0.0, 0.5)
+FOV_DEG = 40.0
+AZIMUTH_RANGE = (-60.0, 60.0)  # degrees
+ELEVATION_RANGE = (10.0, 40.0)  # degrees above the floor plane
+RADIUS_RANGE = (3.0, 4.5)  # distance from LOOK_AT; max horizontal reach 4.5 < ROOM_HALF keeps cameras inside
+DEFAULT_CAMERA = {"azimuth": -25.0, "elevation": 20.0, "radius": 4.0}
+
+
+def factor_values(factors: torch.Tensor) -> torch.Tensor:
+    """(n,6) long indices -> (n,6) float64 real values (hues in [0,1), scale, shape index, orientation degrees)."""
+    f = factors.long().cpu()
+    out = torch.empty(f.shape, dtype=torch.float64)
+    out[:, 0:3] = f[:, 0:3].double() / 10
+    out[:, 3] = torch.tensor(SCALES, dtype=torch.float64)[f[:, 3]]
+    out[:, 4] = f[:, 4].double()
+    out[:, 5] = torch.tensor(ORIENTATIONS_DEG, dtype=torch.float64)[f[:, 5]]
+    return out
+
+
+def describe(factors_row) -> str:
+    """One scene's (6,) factors -> a short human-readable line, e.g. 'F3 W7 O1 s1.04 cube -17deg'."""
+    f = [int(v) for v in factors_row]
+    return f"F{f[0]} W{f[1]} O{f[2]} s{SCALES[f[3]]:.2f} {SHAPE_NAMES[f[4]]} {ORIENTATIONS_DEG[f[5]]:+.0f}deg"
+
+
+def ravel_factors(factors: torch.Tensor) -> torch.Tensor:
+    """(n,6) long -> (n,) long flat index in [0, 480000), row-major over FACTOR_SIZES (Shapes3D order)."""
+    flat = torch.zeros(factors.shape[0], dtype=torch.long, device=factors.device)
+    for k, size in enumerate(FACTOR_SIZES):
+        flat = flat * size + factors[:, k].long()
+    return flat
+
+
+def unravel_factors(flat: torch.Tensor) -> torch.Tensor:
+    """(n,) long flat index -> (n,6) long factors (inverse of ravel_factors)."""
+    cols = []
+    rest = flat.long().clone()
+    for size in reversed(FACTOR_SIZES):
+        cols.append(rest % size)
+        rest = rest // size
+    return torch.stack(cols[::-1], dim=1)
+
+
+def _split_hash(flat: torch.Tensor) -> torch.Tensor:
+    """(n,) long -> (n,) long in [0, 2^32): a fixed integer mix (stable across torch versions and devices)."""
+    mask = 0xFFFFFFFF
+    x = (flat.long() * 2654435761 + SPLIT_SEED) & mask
+    for _ in range(2):
+        x = x ^ (x >> 16)
+        x = (x * 0x45D9F3B) & mask
+    return x ^ (x >> 16)
+
+
+def in_test_split(factors: torch.Tensor) -> torch.Tensor:
+    """(n,6) long -> (n,) bool: True for the held-out factor combinations (never rendered for training)."""
+    return (_split_hash(ravel_factors(factors)) % 100) < TEST_PERCENT
+
+
+@lru_cache(maxsize=1)
+def _split_tables() -> dict[str, torch.Tensor]:
+    flat = torch.arange(N_COMBINATIONS)
+    test = (_split_hash(flat) % 100) < TEST_PERCENT
+    return {"train": flat[~test], "test": flat[test], "all": flat}
+
+
+def split_indices(split: str) -> torch.Tensor:
+    """'train' | 'test' | 'all' -> sorted (m,) long flat indices of that split's factor combinations."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    return _split_tables()[split]
+
+
+def sample_factors(n: int, generator: torch.Generator | None = None, split: str = "train") -> torch.Tensor:
+    """n scenes drawn uniformly from the split's factor combinations -> (n,6) long (on the CPU)."""
+    table = split_indices(split)
+    pick = torch.randint(len(table), (n,), generator=generator)
+    return unravel_factors(table[pick])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Cameras
+# ----------------------------------------------------------------------------------------------------------------------
+def spherical_camera(azimuth_deg, elevation_deg, radius, res: int, batch: int = 1, fov_deg: float = FOV_DEG):
+    """Angles (floats or (B,) tensors) -> (K (B,3,3), c2w (B,4,4)) of a camera on a sphere around LOOK_AT."""
+    az = torch.as_tensor(azimuth_deg, dtype=torch.float32).reshape(-1)
+    el = torch.as_tensor(elevation_deg, dtype=torch.float32).reshape(-1)
+    r = torch.as_tensor(radius, dtype=torch.float32).reshape(-1)
+    batch = max(batch, az.numel(), el.numel(), r.numel())
+    az, el, r = (v.expand(batch) if v.numel() == 1 else v for v in (az, el, r))
+    az, el = torch.deg2rad(az), torch.deg2rad(el)
+    target = torch.tensor(LOOK_AT, dtype=torch.float32).expand(batch, 3)
+    offset = torch.stack([torch.cos(el) * torch.sin(az), -torch.cos(el) * torch.cos(az), torch.sin(el)], dim=1)
+    eye = target + r[:, None] * offset
+    return intrinsics(res, fov_deg, batch), look_at(eye, target)
+
+
+def sample_camera_angles(
+    n: int,
+    generator: torch.Generator | None = None,
+    azimuth_range=AZIMUTH_RANGE,
+    elevation_range=ELEVATION_RANGE,
+    radius_range=RADIUS_RANGE,
+) -> torch.Tensor:
+    """n cameras -> (n,3) float32 (azimuth deg, elevation deg, radius), uniform in the given ranges."""
+    u = torch.rand(n, 3, generator=generator)
+    lo = torch.tensor([azimuth_range[0], elevation_range[0], radius_range[0]], dtype=torch.float32)
+    hi = torch.tensor([azimuth_range[1], elevation_range[1], radius_range[1]], dtype=torch.float32)
+    return lo + u * (hi - lo)
+
+
+def sample_cameras(n: int, generator: torch.Generator | None = None, res: int = 64, fov_deg: float = FOV_DEG, **ranges):
+    """n random cameras inside the room looking at LOOK_AT -> (K (n,3,3), c2w (n,4,4))."""
+    a = sample_camera_angles(n, generator, **ranges)
+    return spherical_camera(a[:, 0], a[:, 1], a[:, 2], res, n, fov_deg)
+
+
+def default_camera(res: int, batch: int = 1):
+    """The canonical frontal view (DEFAULT_CAMERA) -> (K (B,3,3), c2w (B,4,4))."""
+    return spherical_camera(DEFAULT_CAMERA["azimuth"], DEFAULT_CAMERA["elevation"], DEFAULT_CAMERA["radius"], res, batch)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Colours
+# ----------------------------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def _palette_table() -> torch.Tensor:
+    """(3 surfaces, 10 hues, 3 rgb) float32."""
+    rows = [[colorsys.hsv_to_rgb(h, s, v) for h in HUES] for s, v in SURFACE_SV]
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+def scene_colours(factors: torch.Tensor) -> torch.Tensor:
+    """(B,6) long -> (B,3 surfaces [floor, wall, object],3 rgb) float32 albedos."""
+    table = _palette_table().to(factors.device)
+    return torch.stack([table[s][factors[:, s]] for s in range(3)], dim=1)
+
+
+def colourise(weights: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Geometry weights (B,3 surfaces,H,W) and factors (B,6) -> image (B,3,H,W) in [0,1]."""
+    colours = scene_colours(factors.to(weights.device))
+    return torch.einsum("bsc,bshw->bchw", colours, weights).clamp_(0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Ray casting of the object (local frame: object centre at the origin, rotated by -orientation about z)
+# All functions take broadcastable 1-D tensors and return (t, n.L) with t = inf where the ray misses.
+# ----------------------------------------------------------------------------------------------------------------------
+INF = float("inf")
+
+
+def _hit_box(o, d, a, light, want_shade=True):
+    ox, oy, oz = o
+    dx, dy, dz = d
+    t1x, t2x = (-a - ox) / dx, (a - ox) / dx
+    t1y, t2y = (-a - oy) / dy, (a - oy) / dy
+    t1z, t2z = (-a - oz) / dz, (a - oz) / dz
+    tminx, tminy, tminz = torch.minimum(t1x, t2x), torch.minimum(t1y, t2y), torch.minimum(t1z, t2z)
+    tnear = torch.maximum(torch.maximum(tminx, tminy), tminz)
+    tfar = torch.minimum(torch.minimum(torch.maximum(t1x, t2x), torch.maximum(t1y, t2y)), torch.maximum(t1z, t2z))
+    t = torch.where((tnear <= tfar) & (tnear > 0), tnear, INF)
+    if not want_shade:
+        return t, None
+    # The entry face is on the axis whose slab is entered last; its outward normal opposes the ray on that axis.
+    lx, ly, lz = light
+    ndl = torch.where(
+        tnear == tminx, -torch.sign(dx) * lx, torch.where(tnear == tminy, -torch.sign(dy) * ly, -torch.sign(dz) * lz)
+    )
+    return t, ndl
+
+
+def _hit_sphere(o, d, r, light, want_shade=True):
+    ox, oy, oz = o
+    dx, dy, dz = d
+    b = ox * dx + oy * dy + oz * dz
+    disc = b * b - (ox * ox + oy * oy + oz * oz - r * r)
+    t = -b - torch.sqrt(disc.clamp(min=0.0))
+    t = torch.where((disc > 0) & (t > 0), t, INF)
+    if not want_shade:
+        return t, None
+    lx, ly, lz = light
+    tt = torch.nan_to_num(t, posinf=0.0)
+    ndl = ((ox + tt * dx) * lx + (oy + tt * dy) * ly + (oz + tt * dz) * lz) / r
+    return t, ndl
+
+
+def _hit_cylinder(o, d, r, h, light, want_shade=True):
+    """Upright (z-axis) capped cylinder of radius r and half-height h."""
+    ox, oy, oz = o
+    dx, dy, dz = d
+    a2 = (dx * dx + dy * dy).clamp(min=1e-12)
+    b = ox * dx + oy * dy
+    disc = b * b - a2 * (ox * ox + oy * oy - r * r)
+    ts = (-b - torch.sqrt(disc.clamp(min=0.0))) / a2
+    zs = oz + ts * dz
+    side = (disc > 0) & (ts > 0) & (zs.abs() <= h)
+    # The cap facing the origin (none when the origin lies between the cap planes).
+    zc = torch.where(oz > 0, h, -h)
+    tc = (zc - oz) / dz
+    xc, yc = ox + tc * dx, oy + tc * dy
+    cap = (oz.abs() > h) & (tc > 0) & (xc * xc + yc * yc <= r * r)
+    t = torch.where(side, ts, torch.where(cap, tc, INF))
+    if not want_shade:
+        return t, None
+    lx, ly, lz = light
+    ndl_side = ((ox + ts * dx) * lx + (oy + ts * dy) * ly) / r
+    ndl = torch.where(side, ndl_side, torch.sign(zc) * lz)
+    return t, ndl
+
+
+def _hit_capsule(o, d, r, half_len, light, want_shade=True):
+    """Capsule lying along the local x axis: segment (-half_len, half_len) swept by radius r."""
+    ox, oy, oz = o
+    dx, dy, dz = d
+    a2 = (dy * dy + dz * dz).clamp(min=1e-12)
+    b = oy * dy + oz * dz
+    disc = b * b - a2 * (oy * oy + oz * oz - r * r)
+    ts = (-b - torch.sqrt(disc.clamp(min=0.0))) / a2
+    xs = ox + ts * dx
+    body = (disc > 0) & (ts > 0) & (xs.abs() <= half_len)
+    # Outside the body's extent the entry is on the end sphere on that side (the capsule lies in the infinite cylinder).
+    end = torch.where(xs > 0, half_len, -half_len)
+    cx = ox - end
+    bb = cx * dx + oy * dy + oz * dz
+    dd = bb * bb - (cx * cx + oy * oy + oz * oz - r * r)
+    tcap = -bb - torch.sqrt(dd.clamp(min=0.0))
+    cap = (disc > 0) & (dd > 0) & (tcap > 0)
+    t = torch.where(body, ts, torch.where(cap, tcap, INF))
+    if not want_shade:
+        return t, None
+    lx, ly, lz = light
+    tt = torch.where(body, ts, tcap)
+    px = torch.where(body, torch.zeros_like(cx), cx + tt * dx)
+    ndl = (px * lx + (oy + tt * dy) * ly + (oz + tt * dz) * lz) / r
+    return t, ndl
+
+
+def object_geometry(shape: torch.Tensor, scale: torch.Tensor):
+    """(B,) shape index and (B,) scale -> (centre height (B,), bounding radius (B,), size params (B,2))."""
+    s = scale.float()
+    # cube: half-size; cylinder: radius, half-height; sphere: radius; capsule: radius, half segment length.
+    p0 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.35 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
+    p1 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.45 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
+    height = p0.clone()  # every object rests on the floor: centre height = half-size / radius
+    bound = torch.stack([p0 * math.sqrt(3), torch.hypot(p0, p1), p0, p0 + p1], dim=1).gather(1, shape[:, None]).squeeze(1)
+    return height, bound * 1.001, torch.stack([p0, p1], dim=1)
+
+
+def _intersect_object(shape_id: int, o, d, params, light, want_shade):
+    p0, p1 = params
+    if shape_id == 0:
+        return _hit_box(o, d, p0, light, want_shade)
+    if shape_id == 1:
+        return _hit_cylinder(o, d, p0, p1, light, want_shade)
+    if shape_id == 2:
+        return _hit_sphere(o, d, p0, light, want_shade)
+    return _hit_capsule(o, d, p0, p1, light, want_shade)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The geometry pass
+# ----------------------------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=16)
+def _unit_camera_dirs(k_key: tuple, res: int, ss: int, device: str) -> torch.Tensor:
+    """(3, ss*ss*res*res) unit directions in camera axes, sub-sample-major: ray (sy, sx, v, u) is at pixel
+    (u + (sx + 0.5) / ss, v + (sy + 0.5) / ss) for intrinsics k_key = (fx, fy, cx, cy) of the res x res image."""
+    fx, fy, cx, cy = k_key
+    sub = (torch.arange(ss, dtype=torch.float64) + 0.5) / ss
+    pix = torch.arange(res, dtype=torch.float64)
+    sy, sx, v, u = torch.meshgrid(sub, sub, pix, pix, indexing="ij")
+    d = torch.stack([(u + sx - cx) / fx, (v + sy - cy) / fy, torch.ones_like(u)], dim=0).reshape(3, -1)
+    return torch.nn.functional.normalize(d, dim=0).float().to(device)
+
+
+def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
+    """One chunk of images sorted by shape -> (B,3,res,res) surface weights (supersampled, then averaged)."""
+    device = c2w.device
+    B, N = c2w.shape[0], res * res * ss * ss
+    # Ray directions in world axes as (3,B,N): one GEMM when all images share intrinsics (the usual case).
+    R = c2w[:, :3, :3].transpose(0, 1)  # (3 world axes, B, 3 camera axes)
+    if _same(K):
+        k = K[0]
+        dcam = _unit_camera_dirs((float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])), res, ss, str(device))
+        D = torch.mm(R.reshape(3 * B, 3), dcam).view(3, B, N)
+    else:
+        dcams = [_unit_camera_dirs((float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])), res, ss, str(device)) for k in K]
+        D = torch.einsum("abj,bjn->abn", R, torch.stack(dcams)).contiguous()
+    dx, dy, dz = D[0], D[1], D[2]  # (B,N) each, contiguous
+    o = c2w[:, :3, 3]  # (B,3) camera centres
+    ox, oy, oz = o[:, 0:1], o[:, 1:2], o[:, 2:3]  # (B,1)
+    lx, ly, lz = LIGHT_DIR
+
+    # --- room: the camera is inside the box, so the ray leaves through the nearest of the three planes it faces.
+    tx = ROOM_HALF / dx.abs() - ox / dx  # wall x = sign(dx) * ROOM_HALF
+    ty = ROOM_HALF / dy.abs() - oy / dy
+    tz = (-oz / dz).masked_fill_(dz >= 0, INF)  # floor
+    txy = torch.minimum(tx, ty)
+    floor = tz < txy  # (B,N) bool
+    # n.L of the surface hit: wall x = +-R has normal -+x, so it is lit only when the ray travels towards the light's
+    # opposite side; likewise for y; the floor has n.L = lz.
+    lam = torch.where(tx < ty, torch.where(dx > 0, max(-lx, 0.0), max(lx, 0.0)), torch.where(dy > 0, max(-ly, 0.0), max(ly, 0.0)))
+    lam.masked_fill_(floor, lz)
+
+    # --- per-image object frame, packed so that one gather serves every per-ray parameter.
+    height, bound, params = object_geometry(shape, scale)
+    th = torch.deg2rad(orient_deg.float())
+    cos_t, sin_t = torch.cos(th), torch.sin(th)
+    cx, cy, cz = o[:, 0], o[:, 1], o[:, 2] - height  # camera relative to the object centre (B,)
+    table = torch.stack(
+        [
+            cos_t, sin_t,
+            cos_t * cx + sin_t * cy, -sin_t * cx + cos_t * cy, cz,  # camera centre in the object frame
+            params[:, 0], params[:, 1],
+            cos_t * lx + sin_t * ly, -sin_t * lx + cos_t * ly, torch.full_like(cos_t, lz),  # light in the object frame
+            -height,
+        ],
+        dim=1,
+    )  # (B,11)
+    shape_list = shape.tolist()
+    bounds = [0] + [i + 1 for i in range(B - 1) if shape_list[i + 1] != shape_list[i]] + [B]
+
+    def run_groups(idx, world_dirs, world_origins, want_shade):
+        """Sorted flat ray indices -> (t, n.L), each shape evaluated on its own images' rays only.
+
+        Primary rays: world_dirs = (dx, dy, dz) flat, origins from the table. Shadow rays: world_origins = (px, py)
+        flat on the floor, directions = the light.
+        """
+        t_out = torch.full((idx.numel(),), INF, device=device)
+        ndl_out = torch.zeros(idx.numel(), device=device) if want_shade else None
+        cuts = torch.searchsorted(idx, torch.tensor(bounds, device=device) * N).tolist()
+        for g in range(len(bounds) - 1):
+            lo_i, hi_i = cuts[g], cuts[g + 1]
+            if hi_i == lo_i:
+                continue
+            sel = idx[lo_i:hi_i]
+            sid = shape_list[bounds[g]]
+            P = table.index_select(0, sel // N).T.contiguous()  # (11, M)
+            c, s = P[0], P[1]
+            rotate = sid in (0, 3)  # the cylinder and the sphere are symmetric about z
+            if world_dirs is not None:
+                wx, wy, wz = (v.index_select(0, sel) for v in world_dirs)
+                if rotate:
+                    o_l, d_l, light = (P[2], P[3], P[4]), (c * wx + s * wy, c * wy - s * wx, wz), (P[7], P[8], P[9])
+                else:
+                    o_l, d_l, light = (P[2], P[3], P[4]), (wx, wy, wz), LIGHT_DIR
+            else:
+                px, py = (v.index_select(0, sel) for v in world_origins)
+                if rotate:
+                    o_l, d_l = (c * px + s * py, c * py - s * px, P[10]), (P[7], P[8], P[9])
+                else:
+                    o_l, d_l = (px, py, P[10]), tuple(torch.tensor(v, device=device) for v in LIGHT_DIR)
+                light = None
+            t, ndl = _intersect_object(sid, o_l, d_l, (P[5], P[6]), light, want_shade)
+            t_out[lo_i:hi_i] = t
+            if want_shade:
+                ndl_out[lo_i:hi_i] = ndl
+        return t_out, ndl_out
+
+    # --- primary rays against the object: a bounding-sphere test picks candidates, exact tests run on those only.
+    b = cx[:, None] * dx + cy[:, None] * dy + cz[:, None] * dz  # (B,N) = (o - c).d
+    cc = (cx * cx + cy * cy + cz * cz - bound * bound)[:, None]
+    cand = ((b * b > cc) & (b < 0)).view(-1).nonzero().squeeze(1)
+    t_obj, ndl_obj = run_groups(cand, (dx.reshape(-1), dy.reshape(-1), dz.reshape(-1)), None, True)
+    hit = torch.isfinite(t_obj)
+    obj_idx, obj_ndl = cand[hit], ndl_obj[hit]
+
+    # --- the object's shadow on the floor: candidates lie in the floor shadow of its bounding sphere.
+    if shadows:
+        px, py = ox + tz * dx, oy + tz * dy  # (B,N) floor hit points (z = 0); meaningless off the floor
+        sx, sy = (-height * lx / lz)[:, None], (-height * ly / lz)[:, None]  # floor shadow of the object centre
+        rad = (bound / lz)[:, None]
+        near = floor & ((px - sx).square_() + (py - sy).square_() < rad * rad)
+        near.view(-1)[obj_idx] = False
+        scand = near.view(-1).nonzero().squeeze(1)
+        t_sh, _ = run_groups(scand, None, (px.reshape(-1), py.reshape(-1)), False)
+        lam.view(-1)[scand[torch.isfinite(t_sh)]] = 0.0
+
+    shade = lam.mul_(1.0 - AMBIENT).add_(AMBIENT)  # (B,N)
+    shade.view(-1)[obj_idx] = AMBIENT + (1.0 - AMBIENT) * obj_ndl.clamp(min=0.0)
+    on_obj = torch.zeros_like(floor)
+    on_obj.view(-1)[obj_idx] = True
+    floor.view(-1)[obj_idx] = False
+    # Average the ss*ss sub-sample blocks (sub-sample-major ray order: a sum of contiguous blocks) per surface.
+    M = res * res
+    w_all = shade.view(B, ss * ss, M).sum(1)
+    w_floor = (shade * floor).view(B, ss * ss, M).sum(1)
+    w_obj = (shade * on_obj).view(B, ss * ss, M).sum(1)
+    weights = torch.stack([w_floor, w_all - w_floor - w_obj, w_obj], dim=1)  # (B,3,M)
+    return weights.mul_(1.0 / (ss * ss)).view(B, 3, res, res)
+
+
+def _same(K: torch.Tensor) -> bool:
+    return bool((K == K[:1]).all())
+
+
+def _ray_budget(device: torch.device) -> int:
+    return 1 << 22 if device.type == "cuda" else 1 << 16
+
+
+def render_geometry(
+    shape: torch.Tensor,
+    scale_idx: torch.Tensor,
+    orient_idx: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    res: int,
+    supersample: int = 2,
+    shadows: bool = True,
+    device=None,
+) -> torch.Tensor:
+    """Geometry factors (B,) and cameras -> (B,3,res,res) float32 weights of floor, wall and object."""
+    device = torch.device(device) if device is not None else c2w.device
+    B, size = shape.shape[0], res * supersample
+    shape, scale_idx, orient_idx = shape.long().to(device), scale_idx.long().to(device), orient_idx.long().to(device)
+    scale = torch.tensor(SCALES, device=device)[scale_idx]
+    orient = torch.tensor(ORIENTATIONS_DEG, device=device)[orient_idx]
+    K = K.float().to(device).expand(B, 3, 3)
+    c2w = c2w.float().to(device).expand(B, 4, 4)
+    order = torch.argsort(shape, stable=True)
+    out = torch.empty(B, 3, res, res, device=device)
+    per_chunk = max(1, _ray_budget(device) // (size * size))
+    for i in range(0, B, per_chunk):
+        sel = order[i : i + per_chunk]
+        out.index_copy_(0, sel, _chunk_geometry(shape[sel], scale[sel], orient[sel], K[sel], c2w[sel], res, supersample, shadows))
+    return out
+
+
+def render(
+    factors: torch.Tensor,
+    K: torch.Tensor,
+    c2w: torch.Tensor,
+    res: int,
+    supersample: int = 2,
+    shadows: bool = True,
+    device=None,
+) -> torch.Tensor:
+    """Scenes (B,6) long seen by cameras K (B,3,3), c2w (B,4,4) -> images (B,3,res,res) float32 in [0,1]."""
+    device = torch.device(device) if device is not None else c2w.device
+    factors = factors.long().to(device)
+    w = render_geometry(factors[:, 4], factors[:, 3], factors[:, 5], K, c2w, res, supersample, shadows, device)
+    return colourise(w, factors)
+
+
+class FixedCameraRenderer:
+    """Renders scenes from one fixed camera, caching geometry per (shape, scale, orientation): 480 entries."""
+
+    def __init__(self, res: int, camera: dict | None = None, supersample: int = 2, shadows: bool = True, device=None):
+        cam = dict(DEFAULT_CAMERA if camera is None else camera)
+        self.res, self.supersample, self.shadows = res, supersample, shadows
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        K, c2w = spherical_camera(cam["azimuth"], cam["elevation"], cam["radius"], res, 1, cam.get("fov_deg", FOV_DEG))
+        self.K, self.c2w = K.to(self.device), c2w.to(self.device)
+        n_geo = FACTOR_SIZES[3] * FACTOR_SIZES[4] * FACTOR_SIZES[5]
+        self._cache = torch.zeros(n_geo, 3, res, res, device=self.device)
+        self._filled = torch.zeros(n_geo, dtype=torch.bool, device=self.device)
+
+    def cameras(self, batch: int):
+        """-> (K (B,3,3), c2w (B,4,4)) of the fixed camera."""
+        return self.K.expand(batch, 3, 3).clone(), self.c2w.expand(batch, 4, 4).clone()
+
+    def _keys(self, factors):
+        return (factors[:, 4] * FACTOR_SIZES[3] + factors[:, 3]) * FACTOR_SIZES[5] + factors[:, 5]
+
+    def __call__(self, factors: torch.Tensor) -> torch.Tensor:
+        """(B,6) long -> (B,3,res,res) float32 in [0,1]; equal to render() with this camera up to float rounding."""
+        factors = factors.long().to(self.device)
+        keys = self._keys(factors)
+        missing = torch.unique(keys[~self._filled[keys]])
+        if missing.numel():
+            orient = missing % FACTOR_SIZES[5]
+            scale = (missing // FACTOR_SIZES[5]) % FACTOR_SIZES[3]
+            shape = missing // (FACTOR_SIZES[5] * FACTOR_SIZES[3])
+            K, c2w = self.cameras(missing.numel())
+            self._cache[missing] = render_geometry(shape, scale, orient, K, c2w, self.res, self.supersample, self.shadows)
+            self._filled[missing] = True
+        return colourise(self._cache[keys], factors)

@@ -1,0 +1,386 @@
+"""Train SODA: ``python -m soda.train --config soda/configs/<preset>.yaml [--section.key=value ...] [--resume]``.
+
+A flat loop you can read top to bottom. Single process, or multi-process with ``torchrun --nproc_per_node N``
+(DDP; gloo on CPU, nccl on CUDA). Everything random is seeded: the batch at step s depends only on (seed, rank, s),
+and the noise/time/masking generator is saved in each checkpoint, so ``--resume`` continues bit for bit.
+
+Run folder layout (``train.out_dir``):
+  config.yaml            the resolved config
+  metrics.jsonl          one JSON line per log step
+  checkpoints/step-N/    state.safetensors (model, EMA, optimizer tensors, RNG) + state.json (step, param groups)
+  latest.json            pointer to the newest complete checkpoint (written last, atomically)
+  ema/                   EMA inference weights (model.safetensors + config.json), what the app and eval load
+  samples/step-N.png     rows of source | target | generated
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .config import ConfigError, SODAConfig
+from .data.streams import make_stream
+from .diffusion import SAMPLERS, diffusion_loss, to_eps
+from .diffusion.schedule import alpha_bar
+from .model import SODA
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Distributed helpers
+# --------------------------------------------------------------------------------------------------------------
+
+
+def setup_distributed(device_kind: str) -> tuple[int, int, int]:
+    """(rank, world_size, local_rank); initialises the process group when launched by torchrun."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1, 0
+    backend = "nccl" if device_kind == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def pick_device(cfg: SODAConfig, local_rank: int) -> torch.device:
+    want = cfg.train.device
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError("config field 'train.device' is 'cuda' but no CUDA device is available")
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Checkpoints: safetensors + JSON, written into a temp folder and renamed; latest.json is updated last
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(out: Path, step: int, model: SODA, ema: SODA, opt: torch.optim.Optimizer,
+                    gen: torch.Generator, cfg: SODAConfig, extra: dict) -> Path:
+    """Write checkpoints/step-N atomically, point latest.json at it, prune old ones, refresh ema/."""
+    from safetensors.torch import save_file
+
+    ckdir = out / "checkpoints"
+    ckdir.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
+    osd = opt.state_dict()
+    for idx, st in osd["state"].items():
+        for name, v in st.items():
+            tensors[f"opt.{idx}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    tensors["rng.gen"] = gen.get_state()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta = {"step": step, "param_groups": osd["param_groups"], "config": cfg.to_dict(), **extra}
+    final = ckdir / f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.tmp-", dir=ckdir))
+    try:
+        save_file(tensors, str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _atomic_write_text(out / "latest.json", json.dumps({"step": step, "path": final.name}))
+    for old in sorted(ckdir.glob("step-*"))[: -max(1, cfg.train.keep_checkpoints)]:
+        shutil.rmtree(old, ignore_errors=True)
+    ema.save_pretrained(out / "ema", full_config=cfg, extra={"train": {"step": step, **extra}})
+    return final
+
+
+def load_checkpoint(out: Path, model: SODA, ema: SODA, opt: torch.optim.Optimizer,
+                    gen: torch.Generator) -> tuple[int, dict]:
+    """Restore the newest complete checkpoint; returns (step, extra metadata)."""
+    from safetensors.torch import load_file
+
+    ptr = out / "latest.json"
+    if not ptr.exists():
+        raise FileNotFoundError(f"--resume: no checkpoint in {out} (missing {ptr})")
+    info = json.loads(ptr.read_text())
+    ck = out / "checkpoints" / info["path"]
+    meta = json.loads((ck / "state.json").read_text())
+    t = load_file(str(ck / "state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
+    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
+    state: dict[int, dict] = {}
+    for k, v in t.items():
+        if k.startswith("opt."):
+            _, idx, name = k.split(".", 2)
+            state.setdefault(int(idx), {})[name] = v
+    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    gen.set_state(t["rng.gen"])
+    torch.set_rng_state(t["rng.torch"])
+    if "rng.cuda" in t and torch.cuda.is_available():
+        torch.cuda.set_rng_state(t["rng.cuda"])
+    return int(meta["step"]), {k: v for k, v in meta.items() if k not in ("param_groups", "config", "step")}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Samples: rows of source | target | generated
+# --------------------------------------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def generate(model: SODA, batch: dict, steps: int, seed: int = 0, sampler: str = "ddim",
+             guidance: float = 0.0) -> torch.Tensor:
+    """Decode the target view of ``batch`` from z of its source: -> (B,3,H,W) in [-1,1]."""
+    src = batch["src"]
+    zs = model.sections(model.encode(src, batch.get("src_rays")))
+    rays = batch.get("tgt_rays")
+    sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
+    null = model.null_sections(src.shape[0]).to(src.dtype)
+
+    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = alpha_bar(t, sched).to(x_t.device)
+        eps = to_eps(model.denoise(x_t, t, zs, rays), x_t, ab, pred)
+        if guidance:
+            eps_u = to_eps(model.denoise(x_t, t, null, rays), x_t, ab, pred)
+            eps = eps + guidance * (eps - eps_u)
+        return eps
+
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(src.shape, generator=g).to(src.device)
+    return SAMPLERS[sampler](denoise, noise, steps, sched)
+
+
+@torch.no_grad()
+def held_out_loss(model: SODA, batch: dict, n_t: int = 8, seed: int = 0) -> float:
+    """Diffusion loss of ``model`` (eval mode, no masking) on a fixed batch, fixed t grid and fixed noise."""
+    was = model.training
+    model.eval()
+    sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
+    g = torch.Generator().manual_seed(seed)
+    total = 0.0
+    for t_val in torch.linspace(0.05, 0.95, n_t):
+        t = torch.full((batch["tgt"].shape[0],), float(t_val), device=batch["tgt"].device)
+        noise = torch.randn(batch["tgt"].shape, generator=g).to(batch["tgt"].device)
+        total += float(diffusion_loss(
+            lambda x_t, tt: model(x_t, tt, batch["src"], batch.get("src_rays"), batch.get("tgt_rays")),
+            batch["tgt"], sched, pred, t=t, noise=noise))
+    model.train(was)
+    return total / n_t
+
+
+def save_sample_grid(path: Path, batch: dict, generated: torch.Tensor, n: int = 8) -> None:
+    """PNG with one row per example: source | target | generated."""
+    from PIL import Image
+
+    def to_u8(x: torch.Tensor) -> torch.Tensor:
+        return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+
+    rows = [torch.cat([to_u8(batch["src"][i]), to_u8(batch["tgt"][i]), to_u8(generated[i])], dim=2)
+            for i in range(min(n, generated.shape[0]))]
+    grid = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()  # (H*n, 3W, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    Image.fromarray(grid).save(tmp)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _to(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.dim() == 4:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
+
+
+def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, quiet: bool = False,
+          stream: Iterator[dict] | None = None) -> dict:
+    """Run training per ``cfg``; returns a summary dict. ``stop_at`` ends early (as if interrupted) at that step."""
+    tc = cfg.train
+    device_kind = "cuda" if (tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())) else "cpu"
+    rank, world, local_rank = setup_distributed(device_kind)
+    device = pick_device(cfg, local_rank)
+    if tc.threads:
+        torch.set_num_threads(tc.threads)
+    is_main = rank == 0
+    out = Path(tc.out_dir)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        _atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))
+
+    torch.manual_seed(tc.seed + rank)
+    model = SODA(cfg.model).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    gen = torch.Generator().manual_seed(tc.seed * 1000 + rank)  # noise, t, masking
+    step, extra = 0, {"images_seen": 0, "train_seconds": 0.0}
+    if resume:
+        step, extra = load_checkpoint(out, model, ema, opt, gen)
+        extra.setdefault("images_seen", 0)
+        extra.setdefault("train_seconds", 0.0)
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+    if tc.compile and device.type == "cuda":
+        net = torch.compile(net)
+    use_bf16 = tc.amp == "bf16" or (tc.amp == "auto" and device.type == "cuda")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
+
+    data = stream if stream is not None else make_stream(cfg, rank=rank, world_size=world, start_step=step)
+    fixed = _to(make_stream(cfg, rank=0, world_size=1, start_step=0, split="test").__next__(), device, False) \
+        if is_main and stream is None else None
+    sched, pred = cfg.model.diffusion.schedule, cfg.model.diffusion.prediction
+    last_ckpt = None
+    losses: list[float] = []
+    history: list[dict] = []
+    t_start = time.time()
+    t_log, n_log = time.time(), 0
+    end = tc.steps if stop_at is None else min(stop_at, tc.steps)
+    bar = None
+    if is_main and not quiet:
+        from tqdm import tqdm
+
+        bar = tqdm(total=tc.steps, initial=step, desc="train", dynamic_ncols=True, file=sys.stderr)
+    try:
+        while step < end:
+            batch = _to(next(data), device, tc.channels_last)
+            lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            net.train()
+            with autocast():
+                loss = diffusion_loss(
+                    lambda x_t, t: net(x_t, t, batch["src"], batch.get("src_rays"), batch.get("tgt_rays"),
+                                       generator=gen),
+                    batch["tgt"], sched, pred, generator=gen,
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if tc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            lval = loss.detach().float()
+            if world > 1:
+                dist.all_reduce(lval)
+                lval /= world
+            lval = float(lval)
+            if not math.isfinite(lval):
+                where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else " (no checkpoint was written yet)"
+                raise TrainingDiverged(f"loss is {lval} at step {step + 1}: training stopped{where}. "
+                                       "Try a lower train.lr or train.grad_clip.")
+            opt.step()
+            decay = min(tc.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, p in zip(ema.parameters(), model.parameters(), strict=True):
+                    pe.lerp_(p, 1 - decay)
+                for be, b in zip(ema.buffers(), model.buffers(), strict=True):
+                    be.copy_(b)
+            step += 1
+            n_img = batch["tgt"].shape[0] * world
+            extra["images_seen"] += n_img
+            n_log += n_img
+            losses.append(lval)
+            if bar is not None:
+                bar.update(1)
+            if step % tc.log_every == 0 or step == end:
+                now = time.time()
+                ips = n_log / max(now - t_log, 1e-9)
+                rec = {"step": step, "loss": sum(losses) / len(losses), "lr": lr, "img_per_s": round(ips, 2),
+                       "images_seen": extra["images_seen"],
+                       "elapsed_s": round(extra["train_seconds"] + now - t_start, 1)}
+                history.append(rec)
+                if is_main:
+                    with open(out / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+                    if bar is not None:
+                        eta = (tc.steps - step) * batch["tgt"].shape[0] * world / max(ips, 1e-9)
+                        bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{ips:.1f}", eta=f"{eta / 60:.0f}m")
+                losses.clear()
+                t_log, n_log = now, 0
+            timeup = tc.max_minutes and (extra["train_seconds"] + time.time() - t_start) > tc.max_minutes * 60
+            if is_main and (step % tc.ckpt_every == 0 or step == end or timeup):
+                ex = dict(extra, train_seconds=extra["train_seconds"] + time.time() - t_start)
+                last_ckpt = save_checkpoint(out, step, model, ema, opt, gen, cfg, ex)
+                if fixed is not None:
+                    rec = {"step": step, "images_seen": extra["images_seen"], "val_loss": held_out_loss(ema, fixed),
+                           "elapsed_s": round(ex["train_seconds"], 1)}
+                    with open(out / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+            if is_main and fixed is not None and (step % tc.sample_every == 0 or step == end):
+                save_sample_grid(out / "samples" / f"step-{step:08d}.png", fixed,
+                                 generate(ema, fixed, steps=min(20, cfg.model.diffusion.sample_steps)))
+            if timeup:
+                break
+    except KeyboardInterrupt:
+        if is_main:
+            ex = dict(extra, train_seconds=extra["train_seconds"] + time.time() - t_start)
+            last_ckpt = save_checkpoint(out, step, model, ema, opt, gen, cfg, ex)
+            print(f"\ninterrupted: checkpoint saved at step {step} in {last_ckpt}", file=sys.stderr)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    return {"step": step, "history": history, "out_dir": str(out), "model": model, "ema": ema}
+
+
+def _yaml(d: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m soda.train", description=__doc__.split("\n")[0],
+                                epilog="Overrides: any config field as --section.key=value, e.g. --train.steps=500")
+    p.add_argument("--config", required=True, help="preset name or YAML path (soda/configs/*.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue from train.out_dir/latest.json")
+    args, rest = p.parse_known_args(argv)
+    bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
+    if bad:
+        p.error(f"unrecognised arguments {bad}: overrides look like --train.steps=100")
+    try:
+        cfg = SODAConfig.from_yaml(args.config, rest)
+        train(cfg, resume=args.resume)
+    except (ConfigError, FileNotFoundError, TrainingDiverged) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

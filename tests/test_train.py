@@ -1,0 +1,115 @@
+"""The trainer: overfitting one batch, exact resume, interruption, NaN handling, DDP, outputs on disk."""
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from soda.config import SODAConfig
+from soda.data.streams import make_stream
+from soda.train import TrainingDiverged, held_out_loss, main, train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cfg(tmp_path, *overrides):
+    return SODAConfig.from_yaml("tiny", [f"--train.out_dir={tmp_path / 'run'}", *overrides])
+
+
+def _losses(out_dir):
+    lines = [json.loads(x) for x in (Path(out_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [r["loss"] for r in lines if "loss" in r]
+
+
+def test_overfits_one_batch(tmp_path):
+    cfg = _cfg(tmp_path, "--train.steps=150", "--train.lr=3e-3", "--train.warmup=1", "--train.ckpt_every=1000",
+               "--model.latent.p_section=0", "--model.latent.p_drop=0", "--train.log_every=50")
+    batch = next(make_stream(cfg))
+    batch = {k: v[:4] for k, v in batch.items()}
+    from soda.model import SODA
+
+    torch.manual_seed(cfg.train.seed)
+    before = held_out_loss(SODA(cfg.model), batch)
+    out = train(cfg, stream=itertools.repeat(batch), quiet=True)
+    after = held_out_loss(out["model"], batch)
+    assert after < before / 5, (before, after)
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    full = train(_cfg(tmp_path / "a", "--train.steps=6", "--train.log_every=1", "--train.ckpt_every=3"), quiet=True)
+    cfg_b = _cfg(tmp_path / "b", "--train.steps=6", "--train.log_every=1", "--train.ckpt_every=3")
+    train(cfg_b, stop_at=3, quiet=True)  # interrupted after the checkpoint at step 3
+    resumed = train(cfg_b, resume=True, quiet=True)
+    assert resumed["step"] == full["step"] == 6
+    assert _losses(tmp_path / "b" / "run") == _losses(tmp_path / "a" / "run")
+    for (k, a), b in zip(full["ema"].state_dict().items(), resumed["ema"].state_dict().values(), strict=True):
+        assert torch.equal(a, b), k
+
+
+def test_run_folder_contents_and_ctrl_c(tmp_path):
+    cfg = _cfg(tmp_path, "--train.steps=100", "--train.ckpt_every=1000", "--train.sample_every=2")
+
+    def interrupted_stream():
+        inner = make_stream(cfg)
+        for _ in range(2):
+            yield next(inner)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, stream=interrupted_stream(), quiet=True)
+    run = tmp_path / "run"
+    assert json.loads((run / "latest.json").read_text())["step"] == 2
+    assert (run / "checkpoints" / "step-00000002" / "state.safetensors").exists()
+    assert (run / "ema" / "model.safetensors").exists() and (run / "config.yaml").exists()
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+
+
+def test_sample_grid_written(tmp_path):
+    from PIL import Image
+
+    cfg = _cfg(tmp_path, "--train.steps=2", "--train.sample_every=2")
+    train(cfg, quiet=True)
+    img = Image.open(tmp_path / "run" / "samples" / "step-00000002.png")
+    assert img.size == (3 * 16, 8 * 16)  # 8 rows of source | target | generated
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = _cfg(tmp_path, "--train.steps=10", "--train.ckpt_every=2")
+
+    def poisoned():
+        inner = make_stream(cfg)
+        for i in itertools.count():
+            b = next(inner)
+            if i == 3:
+                b["tgt"] = b["tgt"] * float("nan")
+            yield b
+
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 4.*last good checkpoint: .*step-00000002"):
+        train(cfg, stream=poisoned(), quiet=True)
+    assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 2
+
+
+def test_cli_reports_bad_config(tmp_path, capsys):
+    assert main(["--config", "tiny", "--train.stpes=3"]) == 2
+    assert "did you mean 'train.steps'" in capsys.readouterr().err
+    assert main(["--config", "tiny", f"--train.out_dir={tmp_path}", "--resume"]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_two_process_ddp_step(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
+           "-m", "soda.train", "--config", "tiny", f"--train.out_dir={tmp_path / 'ddp'}", "--train.steps=2",
+           "--train.log_every=1", "--train.threads=1"]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    recs = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in recs if "loss" in r]
+    assert [r["step"] for r in steps] == [1, 2]
+    assert steps[-1]["images_seen"] == 2 * 2 * 8  # two ranks x two steps x batch 8
