@@ -1,0 +1,244 @@
+"""The library surface used by the app and the evaluation suite: load, encode, decode, edit, interpolate, novel views.
+
+Images are tensors (B,3,H,W) in [-1, 1]; latents are (B, z_dim). Cameras follow soda.data.cameras (OpenCV axes,
+camera-to-world). Every decode is deterministic: the same z, camera, seed, steps and sampler give the same image.
+
+    from soda import api
+    model = api.load_model("assets/checkpoints/world32")
+    z = api.encode(model, images)                         # uses the default camera for camera checkpoints
+    z2 = api.move_along(z, api.section_directions(model, Z)[3][0], 2.0)
+    out = api.decode(model, z2, steps=50)
+    side = api.decode(model, z2, camera=api.orbit_camera(model, azimuth=40))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .diffusion import SAMPLERS, to_eps
+from .diffusion.schedule import alpha_bar
+from .model import SODA
+
+
+def load_model(path_or_id: str, device: str = "cpu") -> SODA:
+    """Checkpoint folder or hub id -> SODA in eval mode (the saved weights are the EMA weights)."""
+    return SODA.from_pretrained(path_or_id, map_location=device)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Cameras
+# ------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Camera:
+    """A view of the procedural world, in degrees and world units (see soda.data.world for the ranges)."""
+
+    azimuth: float
+    elevation: float
+    radius: float
+
+
+def default_camera() -> Camera:
+    """The camera assumed for uploads to camera-conditioned checkpoints (a frontal, Shapes3D-like view)."""
+    from .data.world import DEFAULT_CAMERA
+
+    return Camera(**DEFAULT_CAMERA)
+
+
+def camera_limits() -> dict[str, tuple[float, float]]:
+    """Training ranges of azimuth / elevation / radius; views outside them are extrapolation."""
+    from .data import world
+
+    return {"azimuth": world.AZIMUTH_RANGE, "elevation": world.ELEVATION_RANGE, "radius": world.RADIUS_RANGE}
+
+
+def camera_rays(model: SODA, camera: Camera | None, batch: int = 1) -> torch.Tensor | None:
+    """Camera -> (B, R, H, W) ray channels for ``model`` (None for checkpoints without cameras)."""
+    if not model.uses_cameras:
+        return None
+    from .data.cameras import ray_channels
+    from .data.world import spherical_camera
+
+    cam = camera or default_camera()
+    n_fourier = (model.cfg.ray_channels - 6) // 12
+    K, c2w = spherical_camera(cam.azimuth, cam.elevation, cam.radius, model.res, batch=batch)
+    return ray_channels(K, c2w, model.res, model.res, n_fourier).to(_device(model))
+
+
+def orbit_cameras(n: int, elevation: float | None = None, radius: float | None = None,
+                  azimuth_range: tuple[float, float] | None = None) -> list[Camera]:
+    """n cameras sweeping azimuth across the training range and back (a loopable orbit)."""
+    lo, hi = azimuth_range or camera_limits()["azimuth"]
+    d = default_camera()
+    el, r = elevation if elevation is not None else d.elevation, radius if radius is not None else d.radius
+    phase = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return [Camera(float(lo + (hi - lo) * (1 - np.cos(p)) / 2), el, r) for p in phase]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Encode / decode
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _device(model: SODA) -> torch.device:
+    return next(model.parameters()).device
+
+
+@torch.no_grad()
+def encode(model: SODA, images: torch.Tensor, camera: Camera | None = None,
+           rays: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+    """(B,3,H,W) in [-1,1] -> z (B, z_dim). Camera checkpoints use ``rays``, else ``camera``, else the default."""
+    out = []
+    dev = _device(model)
+    for i in range(0, images.shape[0], batch_size):
+        x = images[i : i + batch_size].to(dev, torch.float32)
+        r = rays[i : i + batch_size].to(dev) if rays is not None else camera_rays(model, camera, x.shape[0])
+        out.append(model.encode(x, r))
+    return torch.cat(out).cpu()
+
+
+@torch.no_grad()
+def decode(model: SODA, z: torch.Tensor, camera: Camera | None = None, rays: torch.Tensor | None = None,
+           steps: int | None = None, seed: int = 0, sampler: str = "ddim", guidance: float | None = None,
+           callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+    """z (B, z_dim) -> images (B,3,H,W) in [-1,1]. Noise is fixed by ``seed`` (the same for every row)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
+    dev = _device(model)
+    z = z.to(dev, torch.float32)
+    b, res = z.shape[0], model.res
+    steps = steps or model.cfg.diffusion.sample_steps
+    w = model.cfg.diffusion.guidance if guidance is None else guidance
+    if rays is None:
+        rays = camera_rays(model, camera, b)
+    elif rays.shape[0] == 1 and b > 1:
+        rays = rays.expand(b, -1, -1, -1)
+    zs = model.sections(z)
+    null = model.null_sections(b)
+    sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
+
+    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        ab = alpha_bar(t, sched).to(dev)
+        if not w:
+            return to_eps(model.denoise(x_t, t, zs, rays), x_t, ab, pred)
+        both = model.denoise(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([zs, null]),
+                             None if rays is None else torch.cat([rays, rays]))
+        e_c, e_u = to_eps(both, torch.cat([x_t, x_t]), torch.cat([ab, ab]), pred).chunk(2)
+        return e_c + w * (e_c - e_u)  # latent classifier-free guidance
+
+    g = torch.Generator().manual_seed(int(seed))
+    noise = torch.randn(1, 3, res, res, generator=g).expand(b, -1, -1, -1).contiguous().to(dev)
+    return SAMPLERS[sampler](denoise, noise, steps, sched, callback=callback).cpu()
+
+
+def reconstruct(model: SODA, images: torch.Tensor, camera: Camera | None = None, **kw) -> torch.Tensor:
+    """Encode then decode with the same camera: (B,3,H,W) -> (B,3,H,W) in [-1,1]."""
+    return decode(model, encode(model, images, camera), camera=camera, **kw)
+
+
+def novel_view(model: SODA, z: torch.Tensor, camera: Camera, **kw) -> torch.Tensor:
+    """Decode z as seen from ``camera`` (camera checkpoints only): (B, z_dim) -> (B,3,H,W)."""
+    if not model.uses_cameras:
+        raise ValueError("this checkpoint was trained without cameras: novel views are not available")
+    return decode(model, z, camera=camera, **kw)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Latent edits
+# ------------------------------------------------------------------------------------------------------------
+
+
+def section_slices(model: SODA) -> list[slice]:
+    """The z indices of each latent section."""
+    d = model.section_dim
+    return [slice(k * d, (k + 1) * d) for k in range(model.n_sections)]
+
+
+def section_directions(model: SODA, Z: torch.Tensor, n_components: int = 3) -> list[list[torch.Tensor]]:
+    """Per section, its top principal directions over latents Z (N, z_dim), each a full (z_dim,) vector scaled to
+    one standard deviation of the data along it. -> [section][component] (z_dim,)."""
+    out = []
+    Zc = Z.double() - Z.double().mean(0)
+    for sl in section_slices(model):
+        X = Zc[:, sl]
+        _, S, Vh = torch.linalg.svd(X, full_matrices=False)
+        std = S / math.sqrt(max(1, X.shape[0] - 1))
+        comps = []
+        for c in range(min(n_components, Vh.shape[0])):
+            v = Vh[c] * (1.0 if Vh[c][Vh[c].abs().argmax()] >= 0 else -1.0)  # deterministic sign
+            full = torch.zeros(Z.shape[1], dtype=torch.float64)
+            full[sl] = v * std[c]
+            comps.append(full.float())
+        out.append(comps)
+    return out
+
+
+def move_along(z: torch.Tensor, direction: torch.Tensor, amount: float | torch.Tensor) -> torch.Tensor:
+    """z (B, z_dim) + amount * direction (z_dim,) (amount in units of the direction's std)."""
+    return z + torch.as_tensor(amount, dtype=z.dtype).reshape(-1, 1) * direction.to(z.dtype)
+
+
+def traverse(z: torch.Tensor, direction: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
+    """One latent (1 or z_dim,) moved to each of ``values`` std along ``direction`` -> (len(values), z_dim)."""
+    z = z.reshape(1, -1)
+    return move_along(z.expand(len(values), -1), direction, torch.tensor(list(values)))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation of (D,) vectors for weights w (N,) -> (N, D); falls back to lerp when parallel."""
+    a64, b64 = a.double(), b.double()
+    na, nb = a64.norm(), b64.norm()
+    cos = torch.clamp((a64 @ b64) / (na * nb + 1e-12), -1, 1)
+    omega = torch.arccos(cos)
+    w = w.double()[:, None]
+    if omega.abs() < 1e-6:
+        return ((1 - w) * a64 + w * b64).to(a.dtype)
+    so = torch.sin(omega)
+    return ((torch.sin((1 - w) * omega) / so) * a64 + (torch.sin(w * omega) / so) * b64).to(a.dtype)
+
+
+def interpolate(model: SODA, z_a: torch.Tensor, z_b: torch.Tensor, n: int, method: str = "lerp",
+                sections: Sequence[int] | None = None) -> torch.Tensor:
+    """Latents from z_a to z_b (both (z_dim,)) in n frames; only ``sections`` move when given -> (n, z_dim)."""
+    if method not in ("lerp", "slerp"):
+        raise ValueError(f"unknown interpolation '{method}' (lerp or slerp)")
+    z_a, z_b = z_a.reshape(-1), z_b.reshape(-1)
+    w = torch.linspace(0, 1, n)
+    if method == "lerp":
+        path = (1 - w[:, None]) * z_a + w[:, None] * z_b
+    else:
+        path = slerp(z_a, z_b, w)
+    if sections is not None:
+        keep = torch.ones(z_a.shape[0], dtype=torch.bool)
+        for k in sections:
+            keep[section_slices(model)[k]] = False
+        path[:, keep] = z_a[keep]
+    return path
+
+
+def mix_sections(model: SODA, z_a: torch.Tensor, z_b: torch.Tensor, from_b: Sequence[bool]) -> torch.Tensor:
+    """Section k from z_b where from_b[k], else from z_a: (z_dim,) x 2 -> (z_dim,)."""
+    if len(from_b) != model.n_sections:
+        raise ValueError(f"expected {model.n_sections} section choices, got {len(from_b)}")
+    out = z_a.reshape(-1).clone()
+    for k, sl in enumerate(section_slices(model)):
+        if from_b[k]:
+            out[sl] = z_b.reshape(-1)[sl]
+    return out
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """(B,3,H,W) in [-1,1] -> (B,H,W,3) uint8."""
+    x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def from_uint8(images: np.ndarray) -> torch.Tensor:
+    """(B,H,W,3) uint8 -> (B,3,H,W) float in [-1,1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1
