@@ -71,8 +71,12 @@ def camera_rays(model: SODA, camera: Camera | None, batch: int = 1) -> torch.Ten
     return ray_channels(K, c2w, model.res, model.res, n_fourier).to(_device(model))
 
 
-def orbit_cameras(n: int, elevation: float | None = None, radius: float | None = None,
-                  azimuth_range: tuple[float, float] | None = None) -> list[Camera]:
+def orbit_cameras(
+    n: int,
+    elevation: float | None = None,
+    radius: float | None = None,
+    azimuth_range: tuple[float, float] | None = None,
+) -> list[Camera]:
     """n cameras sweeping azimuth across the training range and back (a loopable orbit)."""
     lo, hi = azimuth_range or camera_limits()["azimuth"]
     d = default_camera()
@@ -91,8 +95,13 @@ def _device(model: SODA) -> torch.device:
 
 
 @torch.no_grad()
-def encode(model: SODA, images: torch.Tensor, camera: Camera | None = None,
-           rays: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+def encode(
+    model: SODA,
+    images: torch.Tensor,
+    camera: Camera | None = None,
+    rays: torch.Tensor | None = None,
+    batch_size: int = 256,
+) -> torch.Tensor:
     """(B,3,H,W) in [-1,1] -> z (B, z_dim). Camera checkpoints use ``rays``, else ``camera``, else the default."""
     out = []
     dev = _device(model)
@@ -104,9 +113,17 @@ def encode(model: SODA, images: torch.Tensor, camera: Camera | None = None,
 
 
 @torch.no_grad()
-def decode(model: SODA, z: torch.Tensor, camera: Camera | None = None, rays: torch.Tensor | None = None,
-           steps: int | None = None, seed: int = 0, sampler: str = "ddim", guidance: float | None = None,
-           callback: Callable[[int, int, torch.Tensor], None] | None = None) -> torch.Tensor:
+def decode(
+    model: SODA,
+    z: torch.Tensor,
+    camera: Camera | None = None,
+    rays: torch.Tensor | None = None,
+    steps: int | None = None,
+    seed: int = 0,
+    sampler: str = "ddim",
+    guidance: float | None = None,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+) -> torch.Tensor:
     """z (B, z_dim) -> images (B,3,H,W) in [-1,1]. Noise is fixed by ``seed`` (the same for every row)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
@@ -127,8 +144,12 @@ def decode(model: SODA, z: torch.Tensor, camera: Camera | None = None, rays: tor
         ab = alpha_bar(t, sched).to(dev)
         if not w:
             return to_eps(model.denoise(x_t, t, zs, rays), x_t, ab, pred)
-        both = model.denoise(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([zs, null]),
-                             None if rays is None else torch.cat([rays, rays]))
+        both = model.denoise(
+            torch.cat([x_t, x_t]),
+            torch.cat([t, t]),
+            torch.cat([zs, null]),
+            None if rays is None else torch.cat([rays, rays]),
+        )
         e_c, e_u = to_eps(both, torch.cat([x_t, x_t]), torch.cat([ab, ab]), pred).chunk(2)
         return e_c + w * (e_c - e_u)  # latent classifier-free guidance
 
@@ -203,8 +224,14 @@ def slerp(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return ((torch.sin((1 - w) * omega) / so) * a64 + (torch.sin(w * omega) / so) * b64).to(a.dtype)
 
 
-def interpolate(model: SODA, z_a: torch.Tensor, z_b: torch.Tensor, n: int, method: str = "lerp",
-                sections: Sequence[int] | None = None) -> torch.Tensor:
+def interpolate(
+    model: SODA,
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    n: int,
+    method: str = "lerp",
+    sections: Sequence[int] | None = None,
+) -> torch.Tensor:
     """Latents from z_a to z_b (both (z_dim,)) in n frames; only ``sections`` move when given -> (n, z_dim)."""
     if method not in ("lerp", "slerp"):
         raise ValueError(f"unknown interpolation '{method}' (lerp or slerp)")

@@ -99,6 +99,8 @@ class TrainConfig:
 
 @dataclass
 class ModelConfig:
+    kind: str = "soda"  # "soda" | "vae" (beta-VAE baseline) | "ae" (plain autoencoder baseline)
+    beta: float = 4.0  # beta-VAE KL weight (kind: vae)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)
     latent: LatentConfig = field(default_factory=LatentConfig)
@@ -159,6 +161,8 @@ class SODAConfig:
 
     def validate(self) -> None:
         m, lat, u = self.model, self.model.latent, self.model.unet
+        _check(m.kind in ("soda", "vae", "ae"), "model.kind", "must be soda, vae or ae")
+        _check(m.beta >= 0, "model.beta", "must be >= 0")
         _check(m.res in (16, 32, 64, 128, 256), "model.res", "must be one of 16, 32, 64, 128, 256")
         _check(self.data.res == m.res, "data.res", f"must equal model.res ({m.res})")
         _check(lat.z_dim > 0, "model.latent.z_dim", "must be positive")
@@ -175,28 +179,48 @@ class SODAConfig:
         _check(
             m.res % (2 ** (len(u.channel_mult) - 1)) == 0, "model.unet.channel_mult", "too many levels for model.res"
         )
-        _check(all(0 <= a < len(u.channel_mult) for a in u.attention_levels), "model.unet.attention_levels",
-               f"indices must be in 0..{len(u.channel_mult) - 1}")
+        _check(
+            all(0 <= a < len(u.channel_mult) for a in u.attention_levels),
+            "model.unet.attention_levels",
+            f"indices must be in 0..{len(u.channel_mult) - 1}",
+        )
         for c in (u.base_channels * k for k in u.channel_mult):
             _check(c % u.groups == 0, "model.unet.groups", f"must divide every stage width (got width {c})")
         _check(u.num_res_blocks >= 1, "model.unet.num_res_blocks", "must be >= 1")
         _check(self.model.encoder.base_channels % 8 == 0, "model.encoder.base_channels", "must be a multiple of 8")
         d = m.diffusion
-        _check(d.schedule in ("inverted_cosine", "cosine", "linear"), "model.diffusion.schedule",
-               "must be inverted_cosine, cosine or linear")
+        _check(
+            d.schedule in ("inverted_cosine", "cosine", "linear"),
+            "model.diffusion.schedule",
+            "must be inverted_cosine, cosine or linear",
+        )
         _check(d.prediction in ("eps", "v"), "model.diffusion.prediction", "must be 'eps' or 'v'")
         _check(d.sample_steps >= 1 and d.preview_steps >= 1, "model.diffusion.sample_steps", "must be >= 1")
-        _check(self.data.dataset in ("world", "folder", "shapes3d"), "data.dataset", "must be world, folder or shapes3d")
-        _check(self.data.mode in ("multiview", "identity", "augment"), "data.mode",
-               "must be multiview, identity or augment")
-        _check(self.data.dataset == "world" or self.data.mode != "multiview", "data.mode",
-               "multiview needs camera data (data.dataset: world)")
-        _check(m.ray_channels == 6 + 12 * self.data.n_fourier, "model.ray_channels",
-               f"must be 6 + 12 * data.n_fourier = {6 + 12 * self.data.n_fourier}")
+        _check(
+            self.data.dataset in ("world", "folder", "shapes3d"), "data.dataset", "must be world, folder or shapes3d"
+        )
+        _check(
+            self.data.mode in ("multiview", "identity", "augment"),
+            "data.mode",
+            "must be multiview, identity or augment",
+        )
+        _check(
+            self.data.dataset == "world" or self.data.mode != "multiview",
+            "data.mode",
+            "multiview needs camera data (data.dataset: world)",
+        )
+        _check(
+            m.ray_channels == 6 + 12 * self.data.n_fourier,
+            "model.ray_channels",
+            f"must be 6 + 12 * data.n_fourier = {6 + 12 * self.data.n_fourier}",
+        )
         if self.data.dataset in ("folder", "shapes3d"):
             _check(bool(self.data.path), "data.path", f"is required for dataset '{self.data.dataset}'")
-            _check(not (m.encoder.use_rays or m.unet.use_rays), "model.encoder.use_rays",
-                   "must be false (with unet.use_rays) for data without cameras")
+            _check(
+                not (m.encoder.use_rays or m.unet.use_rays),
+                "model.encoder.use_rays",
+                "must be false (with unet.use_rays) for data without cameras",
+            )
         t = self.train
         _check(t.steps >= 1, "train.steps", "must be >= 1")
         _check(t.batch_size >= 1, "train.batch_size", "must be >= 1")
@@ -307,7 +331,7 @@ def load_config_json(path: str | Path) -> dict:
     except (OSError, json.JSONDecodeError) as e:
         raise ConfigError(f"{path}: not a readable JSON config ({e})") from None
     if not isinstance(meta, dict) or meta.get("format") != "soda":
-        raise ConfigError(f"{path}: not a SODA checkpoint config (missing \"format\": \"soda\")")
+        raise ConfigError(f'{path}: not a SODA checkpoint config (missing "format": "soda")')
     ver = meta.get("format_version")
     if ver != FORMAT_VERSION:
         raise ConfigError(

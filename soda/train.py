@@ -35,7 +35,7 @@ from .config import ConfigError, SODAConfig
 from .data.streams import make_stream
 from .diffusion import SAMPLERS, diffusion_loss, to_eps
 from .diffusion.schedule import alpha_bar
-from .model import SODA
+from .model import SODA, build_model
 
 
 class TrainingDiverged(RuntimeError):
@@ -81,8 +81,16 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(out: Path, step: int, model: SODA, ema: SODA, opt: torch.optim.Optimizer,
-                    gen: torch.Generator, cfg: SODAConfig, extra: dict) -> Path:
+def save_checkpoint(
+    out: Path,
+    step: int,
+    model: SODA,
+    ema: SODA,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    cfg: SODAConfig,
+    extra: dict,
+) -> Path:
     """Write checkpoints/step-N atomically, point latest.json at it, prune old ones, refresh ema/."""
     from safetensors.torch import save_file
 
@@ -118,8 +126,9 @@ def save_checkpoint(out: Path, step: int, model: SODA, ema: SODA, opt: torch.opt
     return final
 
 
-def load_checkpoint(out: Path, model: SODA, ema: SODA, opt: torch.optim.Optimizer,
-                    gen: torch.Generator) -> tuple[int, dict]:
+def load_checkpoint(
+    out: Path, model: SODA, ema: SODA, opt: torch.optim.Optimizer, gen: torch.Generator
+) -> tuple[int, dict]:
     """Restore the newest complete checkpoint; returns (step, extra metadata)."""
     from safetensors.torch import load_file
 
@@ -150,11 +159,38 @@ def load_checkpoint(out: Path, model: SODA, ema: SODA, opt: torch.optim.Optimize
 # --------------------------------------------------------------------------------------------------------------
 
 
+def batch_loss(
+    net,
+    kind: str,
+    batch: dict,
+    sched: str,
+    pred: str,
+    gen: torch.Generator | None,
+    t: torch.Tensor | None = None,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The training objective for a batch: SODA's diffusion loss, or a baseline's own loss. -> scalar."""
+    if kind != "soda":
+        return net(batch["src"], batch.get("src_rays"), batch.get("tgt_rays"), batch["tgt"], generator=gen)
+    return diffusion_loss(
+        lambda x_t, tt: net(x_t, tt, batch["src"], batch.get("src_rays"), batch.get("tgt_rays"), generator=gen),
+        batch["tgt"],
+        sched,
+        pred,
+        t=t,
+        noise=noise,
+        generator=gen,
+    )
+
+
 @torch.no_grad()
-def generate(model: SODA, batch: dict, steps: int, seed: int = 0, sampler: str = "ddim",
-             guidance: float = 0.0) -> torch.Tensor:
+def generate(
+    model, batch: dict, steps: int, seed: int = 0, sampler: str = "ddim", guidance: float = 0.0
+) -> torch.Tensor:
     """Decode the target view of ``batch`` from z of its source: -> (B,3,H,W) in [-1,1]."""
     src = batch["src"]
+    if model.cfg.kind != "soda":
+        return model.reconstruct(model.encode(src, batch.get("src_rays")), batch.get("tgt_rays"))
     zs = model.sections(model.encode(src, batch.get("src_rays")))
     rays = batch.get("tgt_rays")
     sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
@@ -174,21 +210,20 @@ def generate(model: SODA, batch: dict, steps: int, seed: int = 0, sampler: str =
 
 
 @torch.no_grad()
-def held_out_loss(model: SODA, batch: dict, n_t: int = 8, seed: int = 0) -> float:
-    """Diffusion loss of ``model`` (eval mode, no masking) on a fixed batch, fixed t grid and fixed noise."""
+def held_out_loss(model, batch: dict, n_t: int = 8, seed: int = 0) -> float:
+    """Loss of ``model`` (eval mode, no masking) on a fixed batch, fixed t grid and fixed noise."""
     was = model.training
     model.eval()
+    kind = model.cfg.kind
     sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
     g = torch.Generator().manual_seed(seed)
     total = 0.0
-    for t_val in torch.linspace(0.05, 0.95, n_t):
+    for t_val in torch.linspace(0.05, 0.95, n_t if kind == "soda" else 1):
         t = torch.full((batch["tgt"].shape[0],), float(t_val), device=batch["tgt"].device)
         noise = torch.randn(batch["tgt"].shape, generator=g).to(batch["tgt"].device)
-        total += float(diffusion_loss(
-            lambda x_t, tt: model(x_t, tt, batch["src"], batch.get("src_rays"), batch.get("tgt_rays")),
-            batch["tgt"], sched, pred, t=t, noise=noise))
+        total += float(batch_loss(model, kind, batch, sched, pred, g, t=t, noise=noise))
     model.train(was)
-    return total / n_t
+    return total / (n_t if kind == "soda" else 1)
 
 
 def save_sample_grid(path: Path, batch: dict, generated: torch.Tensor, n: int = 8) -> None:
@@ -198,8 +233,10 @@ def save_sample_grid(path: Path, batch: dict, generated: torch.Tensor, n: int = 
     def to_u8(x: torch.Tensor) -> torch.Tensor:
         return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
 
-    rows = [torch.cat([to_u8(batch["src"][i]), to_u8(batch["tgt"][i]), to_u8(generated[i])], dim=2)
-            for i in range(min(n, generated.shape[0]))]
+    rows = [
+        torch.cat([to_u8(batch["src"][i]), to_u8(batch["tgt"][i]), to_u8(generated[i])], dim=2)
+        for i in range(min(n, generated.shape[0]))
+    ]
     grid = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()  # (H*n, 3W, 3)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -223,8 +260,13 @@ def _to(batch: dict, device: torch.device, channels_last: bool) -> dict:
     return out
 
 
-def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, quiet: bool = False,
-          stream: Iterator[dict] | None = None) -> dict:
+def train(
+    cfg: SODAConfig,
+    resume: bool = False,
+    stop_at: int | None = None,
+    quiet: bool = False,
+    stream: Iterator[dict] | None = None,
+) -> dict:
     """Run training per ``cfg``; returns a summary dict. ``stop_at`` ends early (as if interrupted) at that step."""
     tc = cfg.train
     device_kind = "cuda" if (tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())) else "cpu"
@@ -239,7 +281,7 @@ def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, qui
         _atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))
 
     torch.manual_seed(tc.seed + rank)
-    model = SODA(cfg.model).to(device)
+    model = build_model(cfg.model).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     ema = copy.deepcopy(model).eval().requires_grad_(False)
@@ -252,15 +294,20 @@ def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, qui
         extra.setdefault("train_seconds", 0.0)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[local_rank] if device.type == "cuda" else None)
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[local_rank] if device.type == "cuda" else None
+        )
     if tc.compile and device.type == "cuda":
         net = torch.compile(net)
     use_bf16 = tc.amp == "bf16" or (tc.amp == "auto" and device.type == "cuda")
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
 
     data = stream if stream is not None else make_stream(cfg, rank=rank, world_size=world, start_step=step)
-    fixed = _to(make_stream(cfg, rank=0, world_size=1, start_step=0, split="test").__next__(), device, False) \
-        if is_main and stream is None else None
+    fixed = (
+        _to(make_stream(cfg, rank=0, world_size=1, start_step=0, split="test").__next__(), device, False)
+        if is_main and stream is None
+        else None
+    )
     sched, pred = cfg.model.diffusion.schedule, cfg.model.diffusion.prediction
     last_ckpt = None
     losses: list[float] = []
@@ -281,11 +328,7 @@ def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, qui
                 g["lr"] = lr
             net.train()
             with autocast():
-                loss = diffusion_loss(
-                    lambda x_t, t: net(x_t, t, batch["src"], batch.get("src_rays"), batch.get("tgt_rays"),
-                                       generator=gen),
-                    batch["tgt"], sched, pred, generator=gen,
-                )
+                loss = batch_loss(net, cfg.model.kind, batch, sched, pred, gen)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip > 0:
@@ -297,8 +340,10 @@ def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, qui
             lval = float(lval)
             if not math.isfinite(lval):
                 where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else " (no checkpoint was written yet)"
-                raise TrainingDiverged(f"loss is {lval} at step {step + 1}: training stopped{where}. "
-                                       "Try a lower train.lr or train.grad_clip.")
+                raise TrainingDiverged(
+                    f"loss is {lval} at step {step + 1}: training stopped{where}. "
+                    "Try a lower train.lr or train.grad_clip."
+                )
             opt.step()
             decay = min(tc.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
@@ -316,9 +361,14 @@ def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, qui
             if step % tc.log_every == 0 or step == end:
                 now = time.time()
                 ips = n_log / max(now - t_log, 1e-9)
-                rec = {"step": step, "loss": sum(losses) / len(losses), "lr": lr, "img_per_s": round(ips, 2),
-                       "images_seen": extra["images_seen"],
-                       "elapsed_s": round(extra["train_seconds"] + now - t_start, 1)}
+                rec = {
+                    "step": step,
+                    "loss": sum(losses) / len(losses),
+                    "lr": lr,
+                    "img_per_s": round(ips, 2),
+                    "images_seen": extra["images_seen"],
+                    "elapsed_s": round(extra["train_seconds"] + now - t_start, 1),
+                }
                 history.append(rec)
                 if is_main:
                     with open(out / "metrics.jsonl", "a") as f:
@@ -333,13 +383,20 @@ def train(cfg: SODAConfig, resume: bool = False, stop_at: int | None = None, qui
                 ex = dict(extra, train_seconds=extra["train_seconds"] + time.time() - t_start)
                 last_ckpt = save_checkpoint(out, step, model, ema, opt, gen, cfg, ex)
                 if fixed is not None:
-                    rec = {"step": step, "images_seen": extra["images_seen"], "val_loss": held_out_loss(ema, fixed),
-                           "elapsed_s": round(ex["train_seconds"], 1)}
+                    rec = {
+                        "step": step,
+                        "images_seen": extra["images_seen"],
+                        "val_loss": held_out_loss(ema, fixed),
+                        "elapsed_s": round(ex["train_seconds"], 1),
+                    }
                     with open(out / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(rec) + "\n")
             if is_main and fixed is not None and (step % tc.sample_every == 0 or step == end):
-                save_sample_grid(out / "samples" / f"step-{step:08d}.png", fixed,
-                                 generate(ema, fixed, steps=min(20, cfg.model.diffusion.sample_steps)))
+                save_sample_grid(
+                    out / "samples" / f"step-{step:08d}.png",
+                    fixed,
+                    generate(ema, fixed, steps=min(20, cfg.model.diffusion.sample_steps)),
+                )
             if timeup:
                 break
     except KeyboardInterrupt:
@@ -363,8 +420,11 @@ def _yaml(d: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m soda.train", description=__doc__.split("\n")[0],
-                                epilog="Overrides: any config field as --section.key=value, e.g. --train.steps=500")
+    p = argparse.ArgumentParser(
+        prog="python -m soda.train",
+        description=__doc__.split("\n")[0],
+        epilog="Overrides: any config field as --section.key=value, e.g. --train.steps=500",
+    )
     p.add_argument("--config", required=True, help="preset name or YAML path (soda/configs/*.yaml)")
     p.add_argument("--resume", action="store_true", help="continue from train.out_dir/latest.json")
     args, rest = p.parse_known_args(argv)

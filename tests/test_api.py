@@ -71,7 +71,7 @@ def test_interpolate_endpoints_and_sections(model):
         assert torch.allclose(path[0], a, atol=1e-5) and torch.allclose(path[-1], b, atol=1e-5)
     only = api.interpolate(model, a, b, 3, "lerp", sections=[1])
     sl = api.section_slices(model)[1]
-    assert torch.allclose(only[-1][sl], b[sl]) and torch.equal(only[-1][:sl.start], a[:sl.start])
+    assert torch.allclose(only[-1][sl], b[sl]) and torch.equal(only[-1][: sl.start], a[: sl.start])
 
 
 def test_mix_sections(model):

@@ -79,6 +79,11 @@ def test_samplers_deterministic_and_exact_for_a_known_image(sampler):
 
 def test_ddim_callback_reports_progress():
     seen = []
-    ddim_sample(lambda x, t: torch.zeros_like(x), torch.randn(1, 3, 4, 4), 5, "cosine",
-                callback=lambda i, n, x0: seen.append((i, n)))
+    ddim_sample(
+        lambda x, t: torch.zeros_like(x),
+        torch.randn(1, 3, 4, 4),
+        5,
+        "cosine",
+        callback=lambda i, n, x0: seen.append((i, n)),
+    )
     assert seen == [(i, 5) for i in range(1, 6)]

@@ -27,8 +27,16 @@ def _losses(out_dir):
 
 
 def test_overfits_one_batch(tmp_path):
-    cfg = _cfg(tmp_path, "--train.steps=150", "--train.lr=3e-3", "--train.warmup=1", "--train.ckpt_every=1000",
-               "--model.latent.p_section=0", "--model.latent.p_drop=0", "--train.log_every=50")
+    cfg = _cfg(
+        tmp_path,
+        "--train.steps=150",
+        "--train.lr=3e-3",
+        "--train.warmup=1",
+        "--train.ckpt_every=1000",
+        "--model.latent.p_section=0",
+        "--model.latent.p_drop=0",
+        "--train.log_every=50",
+    )
     batch = next(make_stream(cfg))
     batch = {k: v[:4] for k, v in batch.items()}
     from soda.model import SODA
@@ -104,9 +112,21 @@ def test_cli_reports_bad_config(tmp_path, capsys):
 @pytest.mark.slow
 def test_two_process_ddp_step(tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
-           "-m", "soda.train", "--config", "tiny", f"--train.out_dir={tmp_path / 'ddp'}", "--train.steps=2",
-           "--train.log_every=1", "--train.threads=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "--master_port=29531",
+        "-m",
+        "soda.train",
+        "--config",
+        "tiny",
+        f"--train.out_dir={tmp_path / 'ddp'}",
+        "--train.steps=2",
+        "--train.log_every=1",
+        "--train.threads=1",
+    ]
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = [json.loads(x) for x in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]

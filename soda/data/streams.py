@@ -19,8 +19,15 @@ def step_generator(seed: int, rank: int, step: int, split: str = "train") -> tor
     return torch.Generator().manual_seed(((seed * 1_000_003 + rank) * 2_147_483_647 + step * 97 + salt) % 2**63)
 
 
-def world_batch(gen: torch.Generator, res: int, batch_size: int, mode: str = "multiview", split: str = "train",
-                p_identity: float = 0.0, n_fourier: int = 0) -> dict:
+def world_batch(
+    gen: torch.Generator,
+    res: int,
+    batch_size: int,
+    mode: str = "multiview",
+    split: str = "train",
+    p_identity: float = 0.0,
+    n_fourier: int = 0,
+) -> dict:
     """One batch of procedural-world view pairs (same scene; the target camera differs unless identity)."""
     from . import world
     from .cameras import ray_channels
@@ -38,7 +45,12 @@ def world_batch(gen: torch.Generator, res: int, batch_size: int, mode: str = "mu
     same_cam = (c2w_src == c2w_tgt).flatten(1).all(1)
     tgt = torch.where(same_cam[:, None, None, None], src, tgt)  # identical cameras render identical images
     return {
-        "src": src, "tgt": tgt, "factors": factors, "K": K, "src_c2w": c2w_src, "tgt_c2w": c2w_tgt,
+        "src": src,
+        "tgt": tgt,
+        "factors": factors,
+        "K": K,
+        "src_c2w": c2w_src,
+        "tgt_c2w": c2w_tgt,
         "src_rays": ray_channels(K, c2w_src, res, res, n_fourier),
         "tgt_rays": ray_channels(K, c2w_tgt, res, res, n_fourier),
     }
@@ -58,14 +70,14 @@ def augment_pair(images: torch.Tensor, gen: torch.Generator, res: int, scale: tu
         theta[:, 0, 0], theta[:, 0, 2] = side * flip, cx
         theta[:, 1, 1], theta[:, 1, 2] = side, cy
         grid = torch.nn.functional.affine_grid(theta, (b, 3, res, res), align_corners=False)
-        return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection",
-                                               align_corners=False)
+        return torch.nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
     return {"src": view(images), "tgt": view(images)}
 
 
-def make_stream(cfg: SODAConfig, rank: int = 0, world_size: int = 1, start_step: int = 0,
-                split: str = "train") -> Iterator[dict]:
+def make_stream(
+    cfg: SODAConfig, rank: int = 0, world_size: int = 1, start_step: int = 0, split: str = "train"
+) -> Iterator[dict]:
     """Infinite iterator of training batches for ``cfg.data`` starting at ``start_step``."""
     d, bs = cfg.data, cfg.train.batch_size
     if d.dataset == "world":

@@ -49,14 +49,14 @@ TEST_PERCENT = 10
 # Room, light and cameras
 # ----------------------------------------------------------------------------------------------------------------------
 ROOM_HALF = 5.0
-LIGHT_DIR = tuple(v / math.sqrt(0.5**2 + 0.6**2 + 1.0) for v in (-0.5, -0.6, 1.0))  # unit vector towards the light
+LIGHT_DIR = tuple(v / math.sqrt(0.7**2 + 0.35**2 + 1.0) for v in (-0.7, -0.35, 1.0))  # unit vector towards the light
 AMBIENT = 0.35
 LOOK_AT = (0.0, 0.0, 0.5)
 FOV_DEG = 40.0
 AZIMUTH_RANGE = (-60.0, 60.0)  # degrees
 ELEVATION_RANGE = (10.0, 40.0)  # degrees above the floor plane
-RADIUS_RANGE = (3.0, 4.5)  # distance from LOOK_AT; max horizontal reach 4.5 < ROOM_HALF keeps cameras inside
-DEFAULT_CAMERA = {"azimuth": -25.0, "elevation": 20.0, "radius": 4.0}
+RADIUS_RANGE = (3.5, 4.5)  # distance from LOOK_AT; horizontal reach <= 4.5 < ROOM_HALF keeps cameras inside
+DEFAULT_CAMERA = {"azimuth": -30.0, "elevation": 15.0, "radius": 4.2}  # Shapes3D-like: wall corner, floor
 
 
 def factor_values(factors: torch.Tensor) -> torch.Tensor:
@@ -355,7 +355,8 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
 
     # --- per-image object frame, packed so that one gather serves every per-ray parameter.
     height, bound, params = object_geometry(shape, scale)
-    th = torch.deg2rad(orient_deg.float())
+    # The cylinder and the sphere are symmetric about z: their frame is not rotated (and their rays skip the rotation).
+    th = torch.deg2rad(orient_deg.float()).masked_fill((shape == 1) | (shape == 2), 0.0)
     cos_t, sin_t = torch.cos(th), torch.sin(th)
     cx, cy, cz = o[:, 0], o[:, 1], o[:, 2] - height  # camera relative to the object centre (B,)
     table = torch.stack(
@@ -388,13 +389,13 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
             sid = shape_list[bounds[g]]
             P = table.index_select(0, sel // N).T.contiguous()  # (11, M)
             c, s = P[0], P[1]
-            rotate = sid in (0, 3)  # the cylinder and the sphere are symmetric about z
+            rotate = sid in (0, 3)
             if world_dirs is not None:
                 wx, wy, wz = (v.index_select(0, sel) for v in world_dirs)
                 if rotate:
                     o_l, d_l, light = (P[2], P[3], P[4]), (c * wx + s * wy, c * wy - s * wx, wz), (P[7], P[8], P[9])
                 else:
-                    o_l, d_l, light = (P[2], P[3], P[4]), (wx, wy, wz), LIGHT_DIR
+                    o_l, d_l, light = (P[2], P[3], P[4]), (wx, wy, wz), (P[7], P[8], P[9])
             else:
                 px, py = (v.index_select(0, sel) for v in world_origins)
                 if rotate:

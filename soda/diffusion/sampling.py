@@ -21,9 +21,14 @@ def time_grid(steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
 
 
 @torch.no_grad()
-def ddim_sample(denoise: Denoiser, noise: torch.Tensor, steps: int, schedule: str,
-                callback: Callable[[int, int, torch.Tensor], None] | None = None,
-                clip: bool = True) -> torch.Tensor:
+def ddim_sample(
+    denoise: Denoiser,
+    noise: torch.Tensor,
+    steps: int,
+    schedule: str,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    clip: bool = True,
+) -> torch.Tensor:
     """Deterministic DDIM (eta = 0): noise (B,C,H,W) -> x0 (B,C,H,W) in [-1, 1] after ``steps`` network calls."""
     ts = time_grid(steps, noise.device)
     x = noise
@@ -46,9 +51,14 @@ def ddim_sample(denoise: Denoiser, noise: torch.Tensor, steps: int, schedule: st
 
 
 @torch.no_grad()
-def dpmpp_2m_sample(denoise: Denoiser, noise: torch.Tensor, steps: int, schedule: str,
-                    callback: Callable[[int, int, torch.Tensor], None] | None = None,
-                    clip: bool = True) -> torch.Tensor:
+def dpmpp_2m_sample(
+    denoise: Denoiser,
+    noise: torch.Tensor,
+    steps: int,
+    schedule: str,
+    callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    clip: bool = True,
+) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), data prediction, deterministic: a second-order multistep solver that
     needs fewer steps than DDIM for the same quality. Same signature as ``ddim_sample``."""
     ts = time_grid(steps, noise.device)

@@ -1,7 +1,8 @@
 """The SODA network: encoder, modulated UNet, sections and masking, checkpoint I/O."""
 
 from .encoder import Encoder
-from .soda import SODA, resolve_checkpoint
+from .io import build_model, load_pretrained, resolve_checkpoint
+from .soda import SODA
 from .unet import UNet, stage_sections
 
-__all__ = ["SODA", "Encoder", "UNet", "resolve_checkpoint", "stage_sections"]
+__all__ = ["SODA", "Encoder", "UNet", "build_model", "load_pretrained", "resolve_checkpoint", "stage_sections"]

@@ -31,8 +31,14 @@ class BasicBlock(nn.Module):
 class Encoder(nn.Module):
     """Small-image ResNet: 3x3 stride-1 stem, no max-pool, stride-2 stages, global average pool, linear head."""
 
-    def __init__(self, in_channels: int, z_dim: int, base_channels: int = 64,
-                 channel_mult: tuple[int, ...] = (1, 2, 4), blocks_per_stage: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        z_dim: int,
+        base_channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 4),
+        blocks_per_stage: int = 1,
+    ):
         super().__init__()
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
         blocks: list[nn.Module] = []

@@ -1,30 +1,20 @@
-"""SODA = encoder + sectioned latent + modulated UNet denoiser; save_pretrained / from_pretrained.
-
-A checkpoint folder holds ``model.safetensors`` (weights) and ``config.json`` (``{"format": "soda",
-"format_version": 1, "config": {...}}``): the config alone rebuilds the model, nothing is ever unpickled.
-"""
+"""SODA = encoder + sectioned latent + modulated UNet denoiser (checkpoint I/O in soda.model.io)."""
 
 from __future__ import annotations
-
-import json
-import os
-import shutil
-import tempfile
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..config import FORMAT_VERSION, ConfigError, ModelConfig, SODAConfig, load_config_json
+from ..config import ModelConfig
 from .encoder import Encoder
+from .io import CheckpointMixin
 from .unet import UNet
 
-WEIGHTS_NAME = "model.safetensors"
-CONFIG_NAME = "config.json"
 
-
-class SODA(nn.Module):
+class SODA(CheckpointMixin, nn.Module):
     """Bottleneck diffusion model: E(x_src [, rays_src]) -> z; D(x_t, t, z [, rays_tgt]) -> eps (or v)."""
+
+    KIND = ("soda",)
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -35,8 +25,19 @@ class SODA(nn.Module):
         self.enc_rays = cfg.ray_channels if e.use_rays else 0
         self.dec_rays = cfg.ray_channels if u.use_rays else 0
         self.encoder = Encoder(3 + self.enc_rays, lat.z_dim, e.base_channels, e.channel_mult, e.blocks_per_stage)
-        self.unet = UNet(3 + self.dec_rays, 3, self.section_dim, self.n_sections, u.base_channels, u.channel_mult,
-                         u.num_res_blocks, u.attention_levels, u.num_heads, u.groups, u.dropout)
+        self.unet = UNet(
+            3 + self.dec_rays,
+            3,
+            self.section_dim,
+            self.n_sections,
+            u.base_channels,
+            u.channel_mult,
+            u.num_res_blocks,
+            u.attention_levels,
+            u.num_heads,
+            u.groups,
+            u.dropout,
+        )
         null = torch.zeros(self.n_sections, self.section_dim)
         if lat.null_mode == "learned":
             self.null = nn.Parameter(null)
@@ -81,8 +82,9 @@ class SODA(nn.Module):
         null = self.null_sections(b).to(zs.dtype)
         return torch.where(drop[..., None], null, zs)
 
-    def denoise(self, x_t: torch.Tensor, t: torch.Tensor, zs: torch.Tensor | None,
-                rays: torch.Tensor | None = None) -> torch.Tensor:
+    def denoise(
+        self, x_t: torch.Tensor, t: torch.Tensor, zs: torch.Tensor | None, rays: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """x_t (B,3,H,W), t (B,) in [0,1], zs (B,K,d) sections or None (= null), rays (B,R,H,W) -> (B,3,H,W)."""
         if zs is None:
             zs = self.null_sections(x_t.shape[0]).to(x_t.dtype)
@@ -92,8 +94,15 @@ class SODA(nn.Module):
             x_t = torch.cat([x_t, rays.to(x_t.dtype)], dim=1)
         return self.unet(x_t, t, zs)
 
-    def forward(self, x_t: torch.Tensor, t: torch.Tensor, x_src: torch.Tensor, src_rays: torch.Tensor | None = None,
-                tgt_rays: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        x_src: torch.Tensor,
+        src_rays: torch.Tensor | None = None,
+        tgt_rays: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """Training forward: encode the source, mask sections (in training mode), denoise the target."""
         zs = self.sections(self.encode(x_src, src_rays))
         if self.training:
@@ -101,97 +110,3 @@ class SODA(nn.Module):
             if isinstance(self.null, nn.Parameter):
                 zs = zs + 0.0 * self.null.sum()  # keep the null in the graph every step (DDP needs every grad)
         return self.denoise(x_t, t, zs, tgt_rays)
-
-    # ---------------------------------------------------------------------------------------------------------
-    def save_pretrained(self, path: str | os.PathLike, full_config: SODAConfig | None = None,
-                        extra: dict | None = None) -> Path:
-        """Write model.safetensors + config.json into ``path`` atomically (temp folder, then rename)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        try:
-            state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "soda"})
-            cfg = full_config.to_dict() if full_config is not None else {"model": _model_dict(self.cfg)}
-            meta = {"format": "soda", "format_version": FORMAT_VERSION, "config": cfg, **(extra or {})}
-            (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                # keep files that are not ours (model card, caches) by moving them into the new folder
-                for f in path.iterdir():
-                    if f.name not in (WEIGHTS_NAME, CONFIG_NAME) and not (tmp / f.name).exists():
-                        os.replace(f, tmp / f.name)
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return path
-
-    @classmethod
-    def from_pretrained(cls, path_or_id: str | os.PathLike, map_location: str = "cpu") -> SODA:
-        """Load a checkpoint folder (or a Hugging Face hub id when the network allows) into a model in eval mode."""
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        folder = resolve_checkpoint(path_or_id)
-        meta = load_config_json(folder / CONFIG_NAME)
-        cfg = SODAConfig.from_dict(meta["config"]) if "data" in meta["config"] else _model_only(meta["config"])
-        model = cls(cfg.model)
-        try:
-            state = load_file(str(folder / WEIGHTS_NAME), device=map_location)
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ConfigError(f"{folder / WEIGHTS_NAME}: not a readable safetensors file ({e})") from None
-        own = model.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        bad = [k for k in own if k in state and state[k].shape != own[k].shape]
-        if missing or unexpected or bad:
-            raise ConfigError(
-                f"{folder / WEIGHTS_NAME}: weights do not match the architecture in config.json "
-                f"(missing {missing[:3]}, unexpected {unexpected[:3]}, different shapes {bad[:3]})"
-            )
-        model.load_state_dict(state)
-        model.full_config = cfg
-        model.checkpoint_dir = folder
-        return model.eval()
-
-
-def _model_dict(m: ModelConfig) -> dict:
-    return SODAConfig(model=m).to_dict()["model"] | {}
-
-
-def _model_only(d: dict) -> SODAConfig:
-    res = d.get("model", {}).get("res", 32)
-    return SODAConfig.from_dict({"model": d.get("model", {}), "data": {"res": res}})
-
-
-def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
-    """A local folder with config.json, or a hub id downloaded through huggingface_hub; clear errors otherwise."""
-    p = Path(path_or_id)
-    if p.is_dir():
-        if not (p / CONFIG_NAME).exists():
-            raise ConfigError(f"{p}: not a SODA checkpoint folder (no {CONFIG_NAME}; expected {CONFIG_NAME} + "
-                              f"{WEIGHTS_NAME})")
-        if not (p / WEIGHTS_NAME).exists():
-            raise ConfigError(f"{p}: checkpoint folder has no {WEIGHTS_NAME}")
-        return p
-    if p.exists():
-        raise ConfigError(f"{p}: expected a checkpoint folder (with {CONFIG_NAME} and {WEIGHTS_NAME}), got a file")
-    s = str(path_or_id)
-    import re
-
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*", s) or ".." in s:
-        raise ConfigError(f"checkpoint '{s}' not found: not a local folder and not a valid hub id (owner/name)")
-    try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(s, allow_patterns=["*.json", "*.safetensors", "*.md", "*.npz"]))
-    except Exception as e:  # offline, unknown repo, ...
-        raise ConfigError(f"checkpoint '{s}' is not a local folder and could not be fetched from the hub "
-                          f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None

@@ -20,10 +20,20 @@ def stage_sections(num_levels: int, n_sections: int) -> list[int]:
 
 
 class UNet(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, section_dim: int, n_sections: int,
-                 base_channels: int = 64, channel_mult: tuple[int, ...] = (1, 2, 2), num_res_blocks: int = 2,
-                 attention_levels: tuple[int, ...] = (2,), num_heads: int = 4, groups: int = 32,
-                 dropout: float = 0.0):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        section_dim: int,
+        n_sections: int,
+        base_channels: int = 64,
+        channel_mult: tuple[int, ...] = (1, 2, 2),
+        num_res_blocks: int = 2,
+        attention_levels: tuple[int, ...] = (2,),
+        num_heads: int = 4,
+        groups: int = 32,
+        dropout: float = 0.0,
+    ):
         super().__init__()
         L = len(channel_mult)
         self.sections = stage_sections(L, n_sections)
@@ -67,7 +77,9 @@ class UNet(nn.Module):
             if lvl != 0:
                 stage.append(Upsample(c))
             self.up.append(stage)
-        self.out = nn.Sequential(group_norm(c, groups), nn.SiLU(), zero_module(nn.Conv2d(c, out_channels, 3, padding=1)))
+        self.out = nn.Sequential(
+            group_norm(c, groups), nn.SiLU(), zero_module(nn.Conv2d(c, out_channels, 3, padding=1))
+        )
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, z_sections: torch.Tensor | None) -> torch.Tensor:
         """x (B,C_in,H,W) noisy image (+ ray channels), t (B,) in [0,1], z_sections (B,K,d) or None -> (B,C_out,H,W)."""

@@ -1,0 +1,340 @@
+"""Training speed of our decoder against diffusers' UNet2DModel at the same FLOPs per image.
+
+    .venv/bin/python bench/train_speed.py            # 32 and 64 px, 2 threads, ~2-3 minutes on 2 cores
+    .venv/bin/python bench/train_speed.py --quick    # smoke run (~1 minute)
+
+What is measured, per resolution (fp32, batch 32, one training step = forward + MSE loss + backward + AdamW step):
+
+* ours: ``soda.model.UNet`` exactly as the ``world32-cpu`` preset builds it (its ``res`` set to the resolution),
+  input = noisy image + 6 target-ray channels, t, and the latent sections z (B, K, d) (z requires grad, as it does
+  when the encoder is trained through it);
+* theirs: ``diffusers.UNet2DModel`` with the same input channels, its block_out_channels / layers_per_block /
+  attention placement searched so that its training FLOPs per image (``torch.utils.flop_counter``, forward +
+  backward) are within 10% of ours and its parameter count within 20% of ours;
+* both in NCHW and in channels_last. The four variants are timed round-robin (one step each in turn) so that the
+  load of other processes on the machine falls on all of them alike; the figure is the median step.
+
+It prints ``ratio: X`` (ours / theirs, images per second, each model at its faster layout) per resolution, our
+achieved GFLOP/s against this machine's fp32 sgemm GFLOP/s (``torch.mm`` on 1024..2048 square matrices, measured
+in the same run and with the same threads), and where our step's time goes (torch.profiler, self CPU time grouped
+into conv / group_norm / modulation+elementwise / attention / optimizer / other).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Before torch is imported: with OpenMP's default spin-waiting, 2 threads on a loaded 2-core machine are up to 60x
+# slower on small convolutions (soda/__init__.py sets the same).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections import defaultdict  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from soda.config import SODAConfig  # noqa: E402
+from soda.model import SODA  # noqa: E402
+
+PRESET = "world32-cpu"
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Models
+# ------------------------------------------------------------------------------------------------------------
+
+
+def build_ours(res: int, seed: int = 0):
+    """(unet, in_channels, K, d, config) of the preset's decoder at resolution ``res``."""
+    cfg = SODAConfig.from_yaml(PRESET, [f"--model.res={res}", f"--data.res={res}"])
+    torch.manual_seed(seed)
+    unet = SODA(cfg.model).unet  # exactly the decoder the trainer builds (the encoder is not part of the timing)
+    in_ch = unet.stem.in_channels
+    return unet, in_ch, cfg.model.sections, cfg.model.section_dim, cfg
+
+
+class Theirs(torch.nn.Module):
+    """diffusers.UNet2DModel behind the same call signature as ours (z is ignored: it has no conditioning input)."""
+
+    def __init__(self, in_ch: int, out_ch: int, res: int, spec: dict):
+        super().__init__()
+        from diffusers import UNet2DModel
+
+        self.spec = spec
+        self.net = UNet2DModel(sample_size=res, in_channels=in_ch, out_channels=out_ch, **diffusers_kwargs(spec))
+
+    def forward(self, x, t, z):
+        return self.net(x, t * 1000.0).sample
+
+
+def diffusers_kwargs(spec: dict) -> dict:
+    ch, attn = spec["channels"], spec["attn"]
+    n = len(ch)
+    down = tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n))
+    up = tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(n)))
+    return dict(block_out_channels=tuple(ch), layers_per_block=spec["layers"], down_block_types=down,
+                up_block_types=up, norm_num_groups=spec["groups"], attention_head_dim=spec["head_dim"],
+                add_attention=spec["mid_attn"], norm_eps=1e-6)
+
+
+def describe(spec: dict) -> str:
+    return (f"block_out_channels={tuple(spec['channels'])} layers_per_block={spec['layers']} "
+            f"attn_levels={list(spec['attn'])} mid_attn={spec['mid_attn']} head_dim={spec['head_dim']} "
+            f"groups={spec['groups']}")
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def train_flops_per_image(model, in_ch: int, res: int, k: int, d: int, device: str = "cpu") -> int:
+    """Forward + backward FLOPs of one image (batch 2, divided), as torch.utils.flop_counter counts them."""
+    b = 2
+    x = torch.randn(b, in_ch, res, res, device=device)
+    t = torch.rand(b, device=device)
+    z = torch.randn(b, k, d, device=device, requires_grad=True)
+    with FlopCounterMode(display=False) as fc:
+        model(x, t, z).float().pow(2).mean().backward()
+    model.zero_grad(set_to_none=True)
+    return fc.get_total_flops() // b
+
+
+def search_theirs(ours_flops: int, ours_params: int, in_ch: int, res: int, k: int, d: int, groups: int,
+                  quick: bool) -> tuple[dict, list]:
+    """Search diffusers' width / depth / attention for the same training FLOPs (<10%) and params (<20%).
+
+    Models are built on the meta device (no weight init, no arithmetic), so the whole grid takes seconds.
+    """
+    bases = (24, 32, 40) if not quick else (32,)
+    mults = ((1, 2, 2), (1, 2, 4), (1, 1, 2), (1, 2, 3), (1, 1, 1))
+    cands = []
+    for base in bases:
+        for mult in mults:
+            for layers in (1, 2):
+                for attn in ((), (len(mult) - 1,)):
+                    for mid_attn in (True, False):
+                        ch = tuple(base * m for m in mult)
+                        if any(c % groups for c in ch):
+                            continue
+                        cands.append(dict(channels=ch, layers=layers, attn=attn, mid_attn=mid_attn,
+                                          head_dim=ch[-1] // 4, groups=groups))
+    rows = []
+    for spec in cands:
+        with torch.device("meta"):
+            m = Theirs(in_ch, 3, res, spec)
+        f = train_flops_per_image(m, in_ch, res, k, d, device="meta")
+        p = n_params(m)
+        score = abs(math.log(f / ours_flops)) + 0.5 * abs(math.log(p / ours_params))
+        ok = abs(f / ours_flops - 1) <= 0.10 and abs(p / ours_params - 1) <= 0.20
+        rows.append((not ok, score, spec, f, p))
+    rows.sort(key=lambda r: (r[0], r[1]))
+    if rows[0][0]:
+        raise SystemExit(f"no diffusers config within 10% FLOPs / 20% params of ours at {res} px "
+                         f"(closest: {describe(rows[0][2])})")
+    return rows[0][2], [r for r in rows if not r[0]]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Timing
+# ------------------------------------------------------------------------------------------------------------
+
+
+class Variant:
+    """One model + layout + AdamW, with fixed inputs; ``step()`` is one full training step."""
+
+    def __init__(self, name: str, model, channels_last: bool, batch: int, in_ch: int, res: int, k: int, d: int):
+        self.name, self.channels_last = name, channels_last
+        fmt = torch.channels_last if channels_last else torch.contiguous_format
+        self.model = model.to(memory_format=fmt).train()
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.0)
+        g = torch.Generator().manual_seed(1)
+        self.x = torch.randn(batch, in_ch, res, res, generator=g).contiguous(memory_format=fmt)
+        self.target = torch.randn(batch, 3, res, res, generator=g).contiguous(memory_format=fmt)
+        self.t = torch.rand(batch, generator=g)
+        self.z = torch.randn(batch, k, d, generator=g, requires_grad=True)
+        self.times: list[float] = []
+
+    def step(self) -> None:
+        out = self.model(self.x, self.t, self.z)
+        loss = F.mse_loss(out, self.target)
+        loss.backward()
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        self.z.grad = None
+
+    def timed_step(self) -> None:
+        t0 = time.perf_counter()
+        self.step()
+        self.times.append(time.perf_counter() - t0)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+def sgemm_gflops(sizes=(1024, 1536, 2048), reps: int = 3) -> dict[int, float]:
+    """fp32 torch.mm GFLOP/s per square size (median of ``reps`` after one warm-up)."""
+    out = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            ts.append(time.perf_counter() - t0)
+        out[n] = 2 * n**3 / statistics.median(ts) / 1e9
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Profile breakdown
+# ------------------------------------------------------------------------------------------------------------
+
+GROUPS = ("conv", "group_norm", "modulation/elementwise", "attention", "optimizer (AdamW)", "other")
+
+
+def op_group(name: str) -> str:
+    n = name.lower()
+    if "conv" in n:
+        return "conv"
+    if "group_norm" in n:
+        return "group_norm"
+    if "scaled_dot_product" in n or "attention" in n or "softmax" in n or "bmm" in n:
+        return "attention"
+    if "_foreach" in n or "adam" in n or "lerp" in n:
+        return "optimizer (AdamW)"
+    if any(k in n for k in ("aten::mul", "aten::add", "aten::silu", "aten::sum", "aten::sub", "aten::div",
+                            "aten::sigmoid", "aten::fill_", "aten::zero_", "aten::neg")):
+        return "modulation/elementwise"
+    return "other"
+
+
+def profile_breakdown(v: Variant, steps: int, top: int) -> list[str]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            v.step()
+    ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in ev)
+    by_group: dict[str, float] = defaultdict(float)
+    for e in ev:
+        by_group[op_group(e.key)] += e.self_cpu_time_total
+    lines = [f"  where our step's time goes ({v.name}, torch.profiler self CPU time over {steps} steps, "
+             f"{total / 1e3 / steps:.0f} ms/step under the profiler):"]
+    for g in GROUPS:
+        lines.append(f"    {g:<24s} {100 * by_group[g] / total:5.1f}%")
+    lines.append(f"  top {top} ops by self CPU time:")
+    for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]:
+        lines.append(f"    {e.key:<48s} {100 * e.self_cpu_time_total / total:5.1f}%  "
+                     f"{e.self_cpu_time_total / 1e3 / steps:7.1f} ms/step  calls/step {e.count // steps:4d}  "
+                     f"[{op_group(e.key)}]")
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------------
+
+
+def run_resolution(res: int, args, peak_sgemm: float) -> dict:
+    ours, in_ch, k, d, cfg = build_ours(res)
+    u = cfg.model.unet
+    f_ours = train_flops_per_image(ours, in_ch, res, k, d)
+    p_ours = n_params(ours)
+    spec, ok_rows = search_theirs(f_ours, p_ours, in_ch, res, k, d, u.groups, args.quick)
+    torch.manual_seed(0)
+    theirs = Theirs(in_ch, 3, res, spec)
+    f_theirs = train_flops_per_image(theirs, in_ch, res, k, d)
+    p_theirs = n_params(theirs)
+    print(f"\n=== {res} px, batch {args.batch}, fp32, {torch.get_num_threads()} threads ===")
+    print(f"ours   : soda UNet ({PRESET}: base {u.base_channels}, mult {list(u.channel_mult)}, "
+          f"{u.num_res_blocks} res block/level, attn levels {list(u.attention_levels)}, groups {u.groups}; "
+          f"input {in_ch} ch = 3 + {in_ch - 3} ray ch; z ({k}, {d}))")
+    print(f"theirs : diffusers UNet2DModel ({describe(spec)}; {len(ok_rows)} of the searched configs fit, "
+          f"closest taken)")
+    print(f"train FLOPs/image (fwd+bwd): ours {f_ours / 1e9:.3f} GFLOP, theirs {f_theirs / 1e9:.3f} GFLOP "
+          f"({100 * (f_theirs / f_ours - 1):+.1f}%)")
+    print(f"parameters: ours {p_ours:,}, theirs {p_theirs:,} ({100 * (p_theirs / p_ours - 1):+.1f}%)")
+
+    variants = []
+    for cl in (False, True):
+        lay = "channels_last" if cl else "NCHW"
+        variants.append(Variant(f"ours/{lay}", copy.deepcopy(ours), cl, args.batch, in_ch, res, k, d))
+        variants.append(Variant(f"theirs/{lay}", copy.deepcopy(theirs), cl, args.batch, in_ch, res, k, d))
+    for v in variants:
+        for _ in range(args.warmup):
+            v.step()
+    for _ in range(args.steps):  # round-robin: background load falls on every variant alike
+        for v in variants:
+            v.timed_step()
+
+    ips = {v.name: args.batch / v.median for v in variants}
+    for v in variants:
+        f = f_ours if v.name.startswith("ours") else f_theirs
+        spread = f"{min(v.times):.3f}-{max(v.times):.3f}"
+        print(f"  {v.name:<22s} {1e3 * v.median:8.1f} ms/step  ({spread} s)  {ips[v.name]:7.1f} img/s  "
+              f"{f * ips[v.name] / 1e9:6.1f} GFLOP/s")
+    best_ours = max(("ours/NCHW", "ours/channels_last"), key=ips.get)
+    best_theirs = max(("theirs/NCHW", "theirs/channels_last"), key=ips.get)
+    ratio = ips[best_ours] / ips[best_theirs]
+    r_nchw = ips["ours/NCHW"] / ips["theirs/NCHW"]
+    r_cl = ips["ours/channels_last"] / ips["theirs/channels_last"]
+    print(f"ratio: {ratio:.2f}  ({res} px, ours/theirs img/s, each at its faster layout: {best_ours} vs "
+          f"{best_theirs}; same layout: NCHW {r_nchw:.2f}, channels_last {r_cl:.2f}; target >= 1.5)")
+    gf = f_ours * ips[best_ours] / 1e9
+    print(f"ours achieved: {gf:.1f} GFLOP/s = {100 * gf / peak_sgemm:.0f}% of fp32 sgemm {peak_sgemm:.1f} GFLOP/s "
+          f"({res} px, {best_ours}; target >= 50%)")
+    best_v = next(v for v in variants if v.name == best_ours)
+    if args.profile_steps > 0:
+        print("\n".join(profile_breakdown(best_v, args.profile_steps, args.top)))
+    return dict(res=res, ratio=ratio, gflops=gf, ips=ips)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 5; --quick 2)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per variant (default 2; --quick 1)")
+    ap.add_argument("--res", type=int, nargs="+", default=[32, 64], help="resolutions (default 32 64)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--profile-steps", type=int, default=None, help="profiled steps (default 2; --quick 1)")
+    ap.add_argument("--top", type=int, default=12, help="ops listed in the breakdown")
+    ap.add_argument("--quick", action="store_true", help="smoke run: fewer steps, smaller search")
+    args = ap.parse_args(argv)
+    args.steps = args.steps if args.steps is not None else (2 if args.quick else 5)
+    args.warmup = args.warmup if args.warmup is not None else 1
+    args.profile_steps = args.profile_steps if args.profile_steps is not None else (1 if args.quick else 2)
+
+    torch.set_num_threads(args.threads)
+    import diffusers
+
+    t_start = time.time()
+    print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, cpu count {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+    s0 = sgemm_gflops()
+    print("fp32 sgemm (torch.mm), GFLOP/s: " + ", ".join(f"{n}: {g:.1f}" for n, g in s0.items()))
+    peak = max(s0.values())
+    results = [run_resolution(r, args, peak) for r in args.res]
+    s1 = sgemm_gflops()
+    print("\nfp32 sgemm again at the end, GFLOP/s: " + ", ".join(f"{n}: {g:.1f}" for n, g in s1.items())
+          + f"  (load average {os.getloadavg()[0]:.2f})")
+    print("\nsummary:")
+    for r in results:
+        print(f"  {r['res']} px: ratio {r['ratio']:.2f}, ours {r['gflops']:.1f} GFLOP/s = "
+              f"{100 * r['gflops'] / peak:.0f}% of sgemm ({peak:.1f} GFLOP/s, start of run)")
+    print(f"total wall time {time.time() - t_start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""``python -m soda.eval --checkpoint PATH --out DIR [--compare PATH ...]``: every protocol, report.md, metrics.json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .runner import EvalSizes
+
+    d = EvalSizes()
+    p = argparse.ArgumentParser(prog="python -m soda.eval", description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="checkpoint folder (model.safetensors + config.json)")
+    p.add_argument("--out", required=True, help="output folder for report.md, metrics.json and figures")
+    p.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        metavar="CKPT",
+        help="more checkpoints evaluated the same way and put side by side in one table",
+    )
+    p.add_argument("--dci-train", type=int, default=d.dci_train)
+    p.add_argument("--dci-test", type=int, default=d.dci_test)
+    p.add_argument("--probe-train", type=int, default=d.probe_train)
+    p.add_argument("--probe-test", type=int, default=d.probe_test)
+    p.add_argument("--recon", type=int, default=d.recon, help="held-out images to reconstruct")
+    p.add_argument("--nvs-scenes", type=int, default=d.nvs_scenes)
+    p.add_argument("--nvs-views", type=int, default=d.nvs_views)
+    p.add_argument("--steps", type=int, default=d.steps, help="sampler steps for SODA decoding")
+    p.add_argument("--sampler", default=d.sampler, choices=["ddim", "dpmpp_2m"])
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--no-figures", action="store_true")
+    p.add_argument("--threads", type=int, default=0)
+    a = p.parse_args(argv)
+
+    import torch
+    from tqdm import tqdm
+
+    from ..config import ConfigError
+    from ..model import load_pretrained
+    from .report import comparison_table, make_figures, save_metrics, write_report
+    from .runner import run_all
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    sizes = EvalSizes(
+        a.dci_train,
+        a.dci_test,
+        a.probe_train,
+        a.probe_test,
+        a.recon,
+        a.nvs_scenes,
+        a.nvs_views,
+        a.steps,
+        a.sampler,
+        a.seed,
+    )
+    command = "python -m soda.eval " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
+    rows = []
+    for i, ck in enumerate([a.checkpoint, *a.compare]):
+        try:
+            model = load_pretrained(ck)
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if model.full_config.data.dataset != "world":
+            print(
+                f"error: {ck}: automatic evaluation currently covers procedural-world checkpoints only "
+                f"(this one was trained on '{model.full_config.data.dataset}')",
+                file=sys.stderr,
+            )
+            return 2
+        out = Path(a.out) if i == 0 else Path(a.out) / "compare" / Path(ck).name
+        out.mkdir(parents=True, exist_ok=True)
+        bars: dict[str, tqdm] = {}
+
+        def progress(stage: str, j: int, n: int, bars=bars) -> None:
+            if stage not in bars:
+                bars[stage] = tqdm(total=n, desc=f"{Path(ck).name}: {stage}", leave=False, file=sys.stderr)
+            bars[stage].n = j
+            bars[stage].refresh()
+
+        figures: dict = {}
+        m = run_all(model, sizes, progress, figures=None if a.no_figures else figures)
+        for b in bars.values():
+            b.close()
+        train_meta = json.loads((Path(model.checkpoint_dir) / "config.json").read_text()).get("train", {})
+        m["images_seen"] = train_meta.get("images_seen")
+        m["step"] = train_meta.get("step")
+        card = {
+            "checkpoint": ck,
+            "kind": model.cfg.kind,
+            "z_dim": model.cfg.latent.z_dim,
+            "command": command,
+            "step": m["step"],
+            "images_seen": m["images_seen"],
+        }
+        files = {} if a.no_figures else make_figures(model, figures, out, sizes.steps, sizes.seed)
+        save_metrics(out, m)
+        write_report(out, Path(ck).name, m, files, card)
+        rows.append((Path(ck).name, m))
+        print(
+            f"{ck}: recon PSNR {m['reconstruction']['psnr']:.2f} dB, "
+            f"NVS PSNR {m.get('novel_view', {}).get('psnr', float('nan')):.2f} dB, "
+            f"DCI D {m['dci']['disentanglement']:.3f}, probe shape {m['probes']['shape']['linear']:.3f}"
+        )
+    if len(rows) > 1:
+        table = comparison_table(rows)
+        (Path(a.out) / "comparison.md").write_text("# Comparison\n\n" + table + "\n")
+        with open(Path(a.out) / "report.md", "a") as f:
+            f.write("\n## Comparison\n\n" + table + "\n")
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

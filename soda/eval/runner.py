@@ -1,0 +1,170 @@
+"""Run every protocol a checkpoint's data supports and collect the numbers (the thin wrapper around the metrics).
+
+The metric functions are pure (soda.eval.dci, mig, probes, image_metrics); this module only gets arrays out of a
+model and the procedural world. All evaluation images come from held-out factor combinations (the world's test
+split), except the probes' *training* half, which uses training-split scenes as the protocol requires.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class EvalSizes:
+    dci_train: int = 2000
+    dci_test: int = 1000
+    probe_train: int = 2000
+    probe_test: int = 1000
+    recon: int = 256
+    nvs_scenes: int = 64
+    nvs_views: int = 4
+    steps: int = 50
+    sampler: str = "ddim"
+    seed: int = 0
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def _noop(stage: str, i: int, n: int) -> None:
+    pass
+
+
+@torch.no_grad()
+def encode_set(model, images: torch.Tensor, rays: torch.Tensor | None, batch: int = 256) -> np.ndarray:
+    """(N,3,H,W) in [-1,1] -> codes (N, z_dim) float64."""
+    out = []
+    for i in range(0, images.shape[0], batch):
+        r = rays[i : i + batch] if (rays is not None and model.uses_cameras) else None
+        out.append(model.encode(images[i : i + batch].float(), r).double())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def decode_set(
+    model,
+    z: torch.Tensor,
+    rays: torch.Tensor | None,
+    sizes: EvalSizes,
+    batch: int = 64,
+    progress: Progress = _noop,
+    stage: str = "decode",
+) -> torch.Tensor:
+    """Decode latents (N, z_dim) with target rays -> images (N,3,H,W) in [-1,1] (SODA samples, baselines decode)."""
+    from .. import api
+
+    out = []
+    n = z.shape[0]
+    for i in range(0, n, batch):
+        r = rays[i : i + batch] if (rays is not None and model.uses_cameras) else None
+        if model.cfg.kind == "soda":
+            out.append(
+                api.decode(model, z[i : i + batch], rays=r, steps=sizes.steps, seed=sizes.seed, sampler=sizes.sampler)
+            )
+        else:
+            out.append(model.reconstruct(z[i : i + batch].float(), r).cpu())
+        progress(stage, min(i + batch, n), n)
+    return torch.cat(out)
+
+
+def _01(x: torch.Tensor) -> np.ndarray:
+    return ((x.float().clamp(-1, 1) + 1) / 2).numpy()
+
+
+def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict | None = None) -> dict:
+    """Every protocol for a procedural-world checkpoint -> metrics dict (and arrays for figures when asked)."""
+    from ..data.views import world_eval_set, world_nvs_set
+    from ..data.world import FACTOR_NAMES
+    from . import dci, image_metrics, knn_probe, linear_probe, mig, section_codes
+
+    res = model.res
+    t0 = time.time()
+    m: dict = {"sizes": asdict(sizes), "timings_s": {}}
+
+    # ---- disentanglement: fixed camera, held-out combinations ----
+    progress("render disentanglement set", 0, 1)
+    dset = world_eval_set(sizes.dci_train + sizes.dci_test, res, split="test", seed=sizes.seed + 1, camera="fixed")
+    codes = encode_set(model, dset["images"], dset["rays"])
+    fac = dset["factors"].numpy()
+    ntr = sizes.dci_train
+    sec = model.n_sections if hasattr(model, "n_sections") else 1
+    dci_full = dci(codes[:ntr], fac[:ntr], codes[ntr:], fac[ntr:], progress=lambda i, n: progress("DCI (z)", i, n))
+    m["dci"] = {k: float(v) for k, v in dci_full.items() if k != "importance_matrix"}
+    mig_full = mig(codes, fac)
+    m["mig"] = float(mig_full["mig"])
+    m["mig_per_factor"] = dict(zip(FACTOR_NAMES, map(float, mig_full["per_factor"]), strict=True))
+    if sec > 1:
+        scodes = section_codes(codes, sec)
+        dci_sec = dci(
+            scodes[:ntr], fac[:ntr], scodes[ntr:], fac[ntr:], progress=lambda i, n: progress("DCI (sections)", i, n)
+        )
+        m["dci_sections"] = {k: float(v) for k, v in dci_sec.items() if k != "importance_matrix"}
+        m["mig_sections"] = float(mig(scodes, fac)["mig"])
+        m["section_importance"] = dci_sec["importance_matrix"].tolist()
+    m["timings_s"]["disentanglement"] = round(time.time() - t0, 1)
+
+    # ---- representation probes: train on training scenes, test on held-out scenes (random cameras) ----
+    t1 = time.time()
+    progress("render probe sets", 0, 1)
+    ptr = world_eval_set(sizes.probe_train, res, split="train", seed=sizes.seed + 2, camera="random")
+    pte = world_eval_set(sizes.probe_test, res, split="test", seed=sizes.seed + 3, camera="random")
+    ztr, zte = encode_set(model, ptr["images"], ptr["rays"]), encode_set(model, pte["images"], pte["rays"])
+    m["probes"] = {}
+    for k, name in enumerate(FACTOR_NAMES):
+        ytr, yte = ptr["factors"][:, k].numpy(), pte["factors"][:, k].numpy()
+        m["probes"][name] = {
+            "linear": float(linear_probe(ztr, ytr, zte, yte)["accuracy"]),
+            "knn": float(knn_probe(ztr, ytr, zte, yte)["accuracy"]),
+        }
+        progress("probes", k + 1, len(FACTOR_NAMES))
+    m["timings_s"]["probes"] = round(time.time() - t1, 1)
+
+    # ---- reconstruction: held-out scenes, random cameras, decode with the source camera ----
+    t2 = time.time()
+    rec_set = {k: v[: sizes.recon] for k, v in pte.items()}
+    z_rec = torch.from_numpy(encode_set(model, rec_set["images"], rec_set["rays"])).float()
+    rec = decode_set(model, z_rec, rec_set["rays"], sizes, progress=progress, stage="reconstruction")
+    m["reconstruction"] = {
+        "psnr": image_metrics.psnr(_01(rec), _01(rec_set["images"]))["mean"],
+        "ssim": image_metrics.ssim(_01(rec), _01(rec_set["images"]))["mean"],
+        "n": sizes.recon,
+    }
+    m["timings_s"]["reconstruction"] = round(time.time() - t2, 1)
+
+    # ---- novel views: one source view, the other views of the same held-out scene as targets ----
+    if model.uses_cameras:
+        t3 = time.time()
+        nvs = world_nvs_set(sizes.nvs_scenes, sizes.nvs_views, res, split="test", seed=sizes.seed + 4)
+        imgs, rays = nvs["images"], nvs["rays"]  # (S, V, ...)
+        S, V = imgs.shape[:2]
+        z_src = torch.from_numpy(encode_set(model, imgs[:, 0], rays[:, 0])).float()
+        z_rep = z_src[:, None].expand(S, V - 1, -1).reshape(S * (V - 1), -1)
+        tgt_rays = rays[:, 1:].reshape(S * (V - 1), *rays.shape[2:])
+        gen = decode_set(model, z_rep, tgt_rays, sizes, progress=progress, stage="novel views")
+        truth = imgs[:, 1:].reshape(S * (V - 1), *imgs.shape[2:])
+        m["novel_view"] = {
+            "psnr": image_metrics.psnr(_01(gen), _01(truth))["mean"],
+            "ssim": image_metrics.ssim(_01(gen), _01(truth))["mean"],
+            "n_scenes": S,
+            "n_targets": S * (V - 1),
+        }
+        m["timings_s"]["novel_view"] = round(time.time() - t3, 1)
+        if figures is not None:
+            figures["nvs"] = (
+                imgs[:8, 0],
+                truth.view(S, V - 1, *truth.shape[1:])[:8, 0],
+                gen.view(S, V - 1, *gen.shape[1:])[:8, 0],
+            )
+    if figures is not None:
+        figures["recon"] = (rec_set["images"][:8], rec[:8])
+        figures["codes"], figures["factors"] = codes, fac
+        figures["importance"] = dci_full["importance_matrix"]
+        figures["example"] = (dset["images"][:2], dset["rays"][:2] if dset.get("rays") is not None else None)
+    m["timings_s"]["total"] = round(time.time() - t0, 1)
+    return m
