@@ -78,9 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         bars: dict[str, tqdm] = {}
 
-        def progress(stage: str, j: int, n: int, bars=bars) -> None:
+        def progress(stage: str, j: int, n: int, bars=bars, name=Path(ck).name) -> None:
             if stage not in bars:
-                bars[stage] = tqdm(total=n, desc=f"{Path(ck).name}: {stage}", leave=False, file=sys.stderr)
+                bars[stage] = tqdm(total=n, desc=f"{name}: {stage}", leave=False, file=sys.stderr)
             bars[stage].n = j
             bars[stage].refresh()
 
