@@ -97,8 +97,12 @@ def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def train_flops_per_image(model, in_ch: int, res: int, k: int, d: int, device: str = "cpu") -> int:
-    """Forward + backward FLOPs of one image (batch 2, divided), as torch.utils.flop_counter counts them."""
+def train_flops_per_image(model, in_ch: int, res: int, k: int, d: int, device: str = "cpu",
+                          by_op: dict | None = None) -> int:
+    """Forward + backward FLOPs of one image (batch 2, divided), as torch.utils.flop_counter counts them.
+
+    ``by_op``, when given, receives the per-op counts (per image), e.g. convolution vs convolution_backward.
+    """
     b = 2
     x = torch.randn(b, in_ch, res, res, device=device)
     t = torch.rand(b, device=device)
@@ -106,42 +110,57 @@ def train_flops_per_image(model, in_ch: int, res: int, k: int, d: int, device: s
     with FlopCounterMode(display=False) as fc:
         model(x, t, z).float().pow(2).mean().backward()
     model.zero_grad(set_to_none=True)
+    if by_op is not None:
+        by_op.update({str(op): n // b for op, n in fc.get_flop_counts()["Global"].items()})
     return fc.get_total_flops() // b
 
 
+def fwd_flops(model, in_ch: int, res: int) -> int:
+    """Forward FLOPs of one image (no autograd): the cheap estimate used to rank search candidates."""
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        model(torch.randn(1, in_ch, res, res), torch.rand(1), None)
+    return fc.get_total_flops()
+
+
+def fits(f: float, p: float, f_ref: float, p_ref: float) -> bool:
+    return abs(f / f_ref - 1) <= 0.10 and abs(p / p_ref - 1) <= 0.20
+
+
 def search_theirs(ours_flops: int, ours_params: int, in_ch: int, res: int, k: int, d: int, groups: int,
-                  quick: bool) -> tuple[dict, list]:
+                  quick: bool) -> tuple[dict, int, int, int]:
     """Search diffusers' width / depth / attention for the same training FLOPs (<10%) and params (<20%).
 
-    Models are built on the meta device (no weight init, no arithmetic), so the whole grid takes seconds.
+    Parameter counts come from models built on the meta device (no init, no memory); the candidates within 20%
+    are ranked by 3 x their forward FLOPs (a forward costs ~1/3 of a training step's FLOPs), and the best ones are
+    then counted exactly (forward + backward) until one fits. Returns (spec, exact FLOPs, params, #candidates).
     """
-    bases = (24, 32, 40) if not quick else (32,)
-    mults = ((1, 2, 2), (1, 2, 4), (1, 1, 2), (1, 2, 3), (1, 1, 1))
+    bases = (32,) if quick else (24, 32, 40, 48)
+    mults = ((1, 2, 2), (1, 2, 4), (1, 1, 2), (1, 2, 3))
     cands = []
     for base in bases:
         for mult in mults:
             for layers in (1, 2):
                 for attn in ((), (len(mult) - 1,)):
-                    for mid_attn in (True, False):
-                        ch = tuple(base * m for m in mult)
-                        if any(c % groups for c in ch):
-                            continue
-                        cands.append(dict(channels=ch, layers=layers, attn=attn, mid_attn=mid_attn,
-                                          head_dim=ch[-1] // 4, groups=groups))
-    rows = []
-    for spec in cands:
-        with torch.device("meta"):
-            m = Theirs(in_ch, 3, res, spec)
-        f = train_flops_per_image(m, in_ch, res, k, d, device="meta")
-        p = n_params(m)
-        score = abs(math.log(f / ours_flops)) + 0.5 * abs(math.log(p / ours_params))
-        ok = abs(f / ours_flops - 1) <= 0.10 and abs(p / ours_params - 1) <= 0.20
-        rows.append((not ok, score, spec, f, p))
-    rows.sort(key=lambda r: (r[0], r[1]))
-    if rows[0][0]:
-        raise SystemExit(f"no diffusers config within 10% FLOPs / 20% params of ours at {res} px "
-                         f"(closest: {describe(rows[0][2])})")
-    return rows[0][2], [r for r in rows if not r[0]]
+                    ch = tuple(base * m for m in mult)
+                    if any(c % groups for c in ch):
+                        continue
+                    spec = dict(channels=ch, layers=layers, attn=attn, mid_attn=True, head_dim=ch[-1] // 4,
+                                groups=groups)
+                    with torch.device("meta"):
+                        p = n_params(Theirs(in_ch, 3, res, spec))
+                    if abs(p / ours_params - 1) <= 0.20:
+                        cands.append((spec, p))
+    ranked = []
+    for spec, p in cands:
+        f_est = 3 * fwd_flops(Theirs(in_ch, 3, res, spec), in_ch, res)
+        ranked.append((abs(math.log(f_est / ours_flops)) + 0.5 * abs(math.log(p / ours_params)), spec, p))
+    ranked.sort(key=lambda r: r[0])
+    for _, spec, p in ranked[:4]:
+        f = train_flops_per_image(Theirs(in_ch, 3, res, spec), in_ch, res, k, d)
+        if fits(f, p, ours_flops, ours_params):
+            return spec, f, p, len(cands)
+    raise SystemExit(f"no diffusers config within 10% FLOPs / 20% params of ours at {res} px among {len(cands)} "
+                     f"candidates with the right parameter count")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -182,19 +201,43 @@ class Variant:
         return statistics.median(self.times)
 
 
-def sgemm_gflops(sizes=(1024, 1536, 2048), reps: int = 3) -> dict[int, float]:
-    """fp32 torch.mm GFLOP/s per square size (median of ``reps`` after one warm-up)."""
-    out = {}
-    for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
-        torch.mm(a, b)
-        ts = []
-        for _ in range(reps):
+class Sgemm:
+    """fp32 ``torch.mm`` on square matrices of 1024, 1536 and 2048; ``probe()`` times one product of each size.
+
+    It is probed in the same round-robin as the models, so it sees the same background load; the machine's
+    figure is the best size's median GFLOP/s.
+    """
+
+    SIZES = (1024, 1536, 2048)
+
+    def __init__(self):
+        g = torch.Generator().manual_seed(2)
+        self.mats = {n: (torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)) for n in self.SIZES}
+        self.times: dict[int, list[float]] = {n: [] for n in self.SIZES}
+        for a, b in self.mats.values():  # warm-up
+            torch.mm(a, b)
+
+    def probe(self) -> None:
+        for n, (a, b) in self.mats.items():
             t0 = time.perf_counter()
             torch.mm(a, b)
-            ts.append(time.perf_counter() - t0)
-        out[n] = 2 * n**3 / statistics.median(ts) / 1e9
-    return out
+            self.times[n].append(time.perf_counter() - t0)
+
+    def gflops(self) -> dict[int, float]:
+        return {n: 2 * n**3 / statistics.median(ts) / 1e9 for n, ts in self.times.items() if ts}
+
+    def peak(self) -> float:
+        return max(self.gflops().values())
+
+    def line(self) -> str:
+        return ", ".join(f"{n}: {g:.1f}" for n, g in self.gflops().items())
+
+
+def sgemm_gflops(reps: int = 3) -> Sgemm:
+    s = Sgemm()
+    for _ in range(reps):
+        s.probe()
+    return s
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -220,7 +263,8 @@ def op_group(name: str) -> str:
     return "other"
 
 
-def profile_breakdown(v: Variant, steps: int, top: int) -> list[str]:
+def profile_breakdown(v: Variant, steps: int, top: int, conv_flops: tuple[float, float], sgemm: float) -> list[str]:
+    """Self-CPU-time breakdown of ``steps`` training steps; ``conv_flops`` = (forward, backward) conv FLOPs/step."""
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -229,15 +273,24 @@ def profile_breakdown(v: Variant, steps: int, top: int) -> list[str]:
     ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
     total = sum(e.self_cpu_time_total for e in ev)
     by_group: dict[str, float] = defaultdict(float)
+    conv_t = [0.0, 0.0]  # forward, backward (us)
     for e in ev:
-        by_group[op_group(e.key)] += e.self_cpu_time_total
-    lines = [f"  where our step's time goes ({v.name}, torch.profiler self CPU time over {steps} steps, "
+        g = op_group(e.key)
+        by_group[g] += e.self_cpu_time_total
+        if g == "conv":
+            conv_t["backward" in e.key] += e.self_cpu_time_total
+    lines = [f"  where our step's time goes ({v.name}, torch.profiler self CPU time over {steps} step(s), "
              f"{total / 1e3 / steps:.0f} ms/step under the profiler):"]
     for g in GROUPS:
         lines.append(f"    {g:<24s} {100 * by_group[g] / total:5.1f}%")
+    rates = [conv_flops[i] * steps / (conv_t[i] / 1e6) / 1e9 if conv_t[i] else 0.0 for i in (0, 1)]
+    lines.append(f"  conv kernels alone: forward {rates[0]:.1f} GFLOP/s ({100 * rates[0] / sgemm:.0f}% of sgemm), "
+                 f"backward {rates[1]:.1f} GFLOP/s ({100 * rates[1] / sgemm:.0f}% of sgemm); "
+                 f"even if every non-conv op took no time, ours would be at most "
+                 f"{total / max(by_group['conv'], 1e-9):.2f}x faster")
     lines.append(f"  top {top} ops by self CPU time:")
     for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]:
-        lines.append(f"    {e.key:<48s} {100 * e.self_cpu_time_total / total:5.1f}%  "
+        lines.append(f"    {e.key[:56]:<56s} {100 * e.self_cpu_time_total / total:5.1f}%  "
                      f"{e.self_cpu_time_total / 1e3 / steps:7.1f} ms/step  calls/step {e.count // steps:4d}  "
                      f"[{op_group(e.key)}]")
     return lines
@@ -246,22 +299,33 @@ def profile_breakdown(v: Variant, steps: int, top: int) -> list[str]:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def run_resolution(res: int, args, peak_sgemm: float) -> dict:
+def run_resolution(res: int, args, prev_spec: dict | None) -> dict:
     ours, in_ch, k, d, cfg = build_ours(res)
     u = cfg.model.unet
-    f_ours = train_flops_per_image(ours, in_ch, res, k, d)
+    ops_ours: dict = {}
+    f_ours = train_flops_per_image(ours, in_ch, res, k, d, by_op=ops_ours)
     p_ours = n_params(ours)
-    spec, ok_rows = search_theirs(f_ours, p_ours, in_ch, res, k, d, u.groups, args.quick)
+    t0 = time.perf_counter()
+    found = None
+    if prev_spec is not None:  # the config found at the previous resolution, if it still fits here
+        torch.manual_seed(0)
+        m = Theirs(in_ch, 3, res, prev_spec)
+        f, p = train_flops_per_image(m, in_ch, res, k, d), n_params(m)
+        if fits(f, p, f_ours, p_ours):
+            found = (prev_spec, f, p, 0)
+    how = "the previous resolution's match, still within bounds"
+    if found is None:
+        found = search_theirs(f_ours, p_ours, in_ch, res, k, d, u.groups, args.quick)
+        how = f"best of {found[3]} searched configs within 20% params"
+    spec, f_theirs, p_theirs, _ = found
+    how += f", {time.perf_counter() - t0:.0f} s"
     torch.manual_seed(0)
     theirs = Theirs(in_ch, 3, res, spec)
-    f_theirs = train_flops_per_image(theirs, in_ch, res, k, d)
-    p_theirs = n_params(theirs)
     print(f"\n=== {res} px, batch {args.batch}, fp32, {torch.get_num_threads()} threads ===")
     print(f"ours   : soda UNet ({PRESET}: base {u.base_channels}, mult {list(u.channel_mult)}, "
           f"{u.num_res_blocks} res block/level, attn levels {list(u.attention_levels)}, groups {u.groups}; "
           f"input {in_ch} ch = 3 + {in_ch - 3} ray ch; z ({k}, {d}))")
-    print(f"theirs : diffusers UNet2DModel ({describe(spec)}; {len(ok_rows)} of the searched configs fit, "
-          f"closest taken)")
+    print(f"theirs : diffusers UNet2DModel ({describe(spec)}; {how})")
     print(f"train FLOPs/image (fwd+bwd): ours {f_ours / 1e9:.3f} GFLOP, theirs {f_theirs / 1e9:.3f} GFLOP "
           f"({100 * (f_theirs / f_ours - 1):+.1f}%)")
     print(f"parameters: ours {p_ours:,}, theirs {p_theirs:,} ({100 * (p_theirs / p_ours - 1):+.1f}%)")
@@ -271,19 +335,23 @@ def run_resolution(res: int, args, peak_sgemm: float) -> dict:
         lay = "channels_last" if cl else "NCHW"
         variants.append(Variant(f"ours/{lay}", copy.deepcopy(ours), cl, args.batch, in_ch, res, k, d))
         variants.append(Variant(f"theirs/{lay}", copy.deepcopy(theirs), cl, args.batch, in_ch, res, k, d))
+    sg = Sgemm()
     for v in variants:
         for _ in range(args.warmup):
             v.step()
-    for _ in range(args.steps):  # round-robin: background load falls on every variant alike
+    for _ in range(args.steps):  # round-robin: background load falls on every variant (and on sgemm) alike
         for v in variants:
             v.timed_step()
+        sg.probe()
+    peak = sg.peak()
 
     ips = {v.name: args.batch / v.median for v in variants}
     for v in variants:
         f = f_ours if v.name.startswith("ours") else f_theirs
-        spread = f"{min(v.times):.3f}-{max(v.times):.3f}"
-        print(f"  {v.name:<22s} {1e3 * v.median:8.1f} ms/step  ({spread} s)  {ips[v.name]:7.1f} img/s  "
+        spread = f"{min(v.times):.2f}-{max(v.times):.2f} s"
+        print(f"  {v.name:<22s} {1e3 * v.median:8.1f} ms/step ({spread})  {ips[v.name]:7.1f} img/s  "
               f"{f * ips[v.name] / 1e9:6.1f} GFLOP/s")
+    print(f"  fp32 sgemm (torch.mm, same rounds), GFLOP/s: {sg.line()}")
     best_ours = max(("ours/NCHW", "ours/channels_last"), key=ips.get)
     best_theirs = max(("theirs/NCHW", "theirs/channels_last"), key=ips.get)
     ratio = ips[best_ours] / ips[best_theirs]
@@ -292,27 +360,28 @@ def run_resolution(res: int, args, peak_sgemm: float) -> dict:
     print(f"ratio: {ratio:.2f}  ({res} px, ours/theirs img/s, each at its faster layout: {best_ours} vs "
           f"{best_theirs}; same layout: NCHW {r_nchw:.2f}, channels_last {r_cl:.2f}; target >= 1.5)")
     gf = f_ours * ips[best_ours] / 1e9
-    print(f"ours achieved: {gf:.1f} GFLOP/s = {100 * gf / peak_sgemm:.0f}% of fp32 sgemm {peak_sgemm:.1f} GFLOP/s "
+    print(f"ours achieved: {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of fp32 sgemm {peak:.1f} GFLOP/s "
           f"({res} px, {best_ours}; target >= 50%)")
     best_v = next(v for v in variants if v.name == best_ours)
     if args.profile_steps > 0:
-        print("\n".join(profile_breakdown(best_v, args.profile_steps, args.top)))
-    return dict(res=res, ratio=ratio, gflops=gf, ips=ips)
+        conv_f = (ops_ours.get("aten.convolution", 0) * args.batch, ops_ours.get("aten.convolution_backward", 0)
+                  * args.batch)
+        print("\n".join(profile_breakdown(best_v, args.profile_steps, args.top, conv_f, peak)))
+    return dict(res=res, ratio=ratio, gflops=gf, sgemm=peak, ips=ips, best=best_ours, spec=spec)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 5; --quick 2)")
-    ap.add_argument("--warmup", type=int, default=None, help="untimed steps per variant (default 2; --quick 1)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 4; --quick 1)")
+    ap.add_argument("--warmup", type=int, default=1, help="untimed steps per variant (default 1)")
     ap.add_argument("--res", type=int, nargs="+", default=[32, 64], help="resolutions (default 32 64)")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--profile-steps", type=int, default=None, help="profiled steps (default 2; --quick 1)")
     ap.add_argument("--top", type=int, default=12, help="ops listed in the breakdown")
-    ap.add_argument("--quick", action="store_true", help="smoke run: fewer steps, smaller search")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 timed step, smaller search (~1 minute)")
     args = ap.parse_args(argv)
-    args.steps = args.steps if args.steps is not None else (2 if args.quick else 5)
-    args.warmup = args.warmup if args.warmup is not None else 1
+    args.steps = args.steps if args.steps is not None else (1 if args.quick else 4)
     args.profile_steps = args.profile_steps if args.profile_steps is not None else (1 if args.quick else 2)
 
     torch.set_num_threads(args.threads)
@@ -322,17 +391,15 @@ def main(argv=None) -> None:
     print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, cpu count {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.2f}")
-    s0 = sgemm_gflops()
-    print("fp32 sgemm (torch.mm), GFLOP/s: " + ", ".join(f"{n}: {g:.1f}" for n, g in s0.items()))
-    peak = max(s0.values())
-    results = [run_resolution(r, args, peak) for r in args.res]
-    s1 = sgemm_gflops()
-    print("\nfp32 sgemm again at the end, GFLOP/s: " + ", ".join(f"{n}: {g:.1f}" for n, g in s1.items())
-          + f"  (load average {os.getloadavg()[0]:.2f})")
-    print("\nsummary:")
+    print(f"fp32 sgemm (torch.mm) at the start, GFLOP/s: {sgemm_gflops().line()}")
+    results, spec = [], None
+    for r in args.res:
+        results.append(run_resolution(r, args, spec))
+        spec = results[-1]["spec"]
+    print(f"\nsummary (load average {os.getloadavg()[0]:.2f}):")
     for r in results:
         print(f"  {r['res']} px: ratio {r['ratio']:.2f}, ours {r['gflops']:.1f} GFLOP/s = "
-              f"{100 * r['gflops'] / peak:.0f}% of sgemm ({peak:.1f} GFLOP/s, start of run)")
+              f"{100 * r['gflops'] / r['sgemm']:.0f}% of sgemm {r['sgemm']:.1f} GFLOP/s ({r['best']})")
     print(f"total wall time {time.time() - t_start:.0f} s")
 
 

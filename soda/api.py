@@ -14,7 +14,7 @@ camera-to-world). Every decode is deterministic: the same z, camera, seed, steps
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -168,6 +168,41 @@ def novel_view(model: SODA, z: torch.Tensor, camera: Camera, **kw) -> torch.Tens
     if not model.uses_cameras:
         raise ValueError("this checkpoint was trained without cameras: novel views are not available")
     return decode(model, z, camera=camera, **kw)
+
+
+def refine_latent(
+    model: SODA,
+    images: torch.Tensor,
+    z: torch.Tensor,
+    steps: int = 50,
+    lr: float = 0.05,
+    n_noise: int = 8,
+    seed: int = 0,
+    camera: Camera | None = None,
+) -> Iterator[tuple[int, torch.Tensor, float]]:
+    """Improve z (B, z_dim) for images (B,3,H,W) in [-1,1] by Adam on the denoising loss (seeded t and noise draws,
+    n_noise per image and step). Yields (step, z (B, z_dim), loss) after every step; stop iterating to cancel."""
+    from .diffusion import diffusion_loss
+
+    dev = _device(model)
+    b = images.shape[0]
+    x0 = images.to(dev, torch.float32).repeat_interleave(n_noise, 0)  # (B*n, 3, H, W)
+    rays = camera_rays(model, camera, b * n_noise)
+    sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
+    g = torch.Generator().manual_seed(int(seed))
+    z = z.detach().to(dev, torch.float32).clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    for i in range(steps):
+        t = ((torch.arange(n_noise) + torch.rand(n_noise, generator=g)) / n_noise).repeat(b).clamp(0.02, 0.98)
+        noise = torch.randn(x0.shape, generator=g)
+        with torch.enable_grad():
+            zs = model.sections(z.repeat_interleave(n_noise, 0))
+            loss = diffusion_loss(lambda x_t, tt: model.denoise(x_t, tt, zs, rays), x0, sched, pred,
+                                  t=t.to(dev), noise=noise.to(dev))
+            (grad,) = torch.autograd.grad(loss, z)  # only z: the shared model's parameters are never touched
+        z.grad = grad
+        opt.step()
+        yield i + 1, z.detach().cpu().clone(), float(loss.detach())
 
 
 # ------------------------------------------------------------------------------------------------------------

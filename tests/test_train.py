@@ -133,3 +133,30 @@ def test_two_process_ddp_step(tmp_path):
     steps = [r for r in recs if "loss" in r]
     assert [r["step"] for r in steps] == [1, 2]
     assert steps[-1]["images_seen"] == 2 * 2 * 8  # two ranks x two steps x batch 8
+
+
+def test_folder_preset_trains_on_a_folder_of_images(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(5):
+        Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(imgs / f"{i}.png")
+    cfg = SODAConfig.from_yaml(
+        "folder",
+        [
+            f"--data.path={imgs}",
+            f"--train.out_dir={tmp_path / 'run'}",
+            "--train.steps=2",
+            "--train.batch_size=4",
+            "--model.res=16",
+            "--data.res=16",
+            "--model.unet.channel_mult=[1,2]",
+            "--model.unet.attention_levels=[1]",
+            "--model.latent.z_dim=20",
+        ],
+    )
+    out = train(cfg, quiet=True)
+    assert out["step"] == 2 and (tmp_path / "run" / "samples" / "step-00000002.png").exists()

@@ -50,7 +50,7 @@ def look_at(eye: torch.Tensor, target: torch.Tensor, up=WORLD_UP) -> torch.Tenso
 
 
 def intrinsics(res: int, fov_deg: float, batch: int = 1, device=None) -> torch.Tensor:
-    """Square image of res pixels, horizontal = vertical field of view fov_deg -> K (B,3,3) with principal point res/2."""
+    """Square res x res image with field of view fov_deg (both axes) -> K (B,3,3), principal point (res/2, res/2)."""
     f = 0.5 * res / math.tan(math.radians(fov_deg) / 2)
     K = torch.tensor([[f, 0.0, res / 2], [0.0, f, res / 2], [0.0, 0.0, 1.0]], dtype=torch.float32, device=device)
     return K.expand(batch, 3, 3).clone()

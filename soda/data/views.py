@@ -88,7 +88,12 @@ class WorldPairs(IterableDataset):
         world.split_indices(split)  # validates the split name
         self.res, self.batch_size, self.mode, self.split = res, batch_size, mode, split
         self.seed, self.rank, self.world_size, self.p_identity = seed, rank, world_size, p_identity
-        self.device, self.camera, self.n_fourier, self.supersample = torch.device(device), camera, n_fourier, supersample
+        self.device, self.camera, self.n_fourier, self.supersample = (
+            torch.device(device),
+            camera,
+            n_fourier,
+            supersample,
+        )
         self.start_step = start_step
         self._fixed = None
 
@@ -397,9 +402,9 @@ class ExportedWorld(torch.utils.data.Dataset):
             if tuple(arrays[key].shape) != shape:
                 raise ValueError(f"{self.path}: '{key}' must have shape {shape}, got {tuple(arrays[key].shape)}")
         self.images = img
-        self.factors = torch.from_numpy(np.asarray(arrays["factors"], dtype=np.int64))
-        self.K = torch.from_numpy(np.asarray(arrays["K"], dtype=np.float32))
-        self.c2w = torch.from_numpy(np.asarray(arrays["c2w"], dtype=np.float32))
+        self.factors = torch.from_numpy(np.array(arrays["factors"], dtype=np.int64))
+        self.K = torch.from_numpy(np.array(arrays["K"], dtype=np.float32))
+        self.c2w = torch.from_numpy(np.array(arrays["c2w"], dtype=np.float32))
         self.res = img.shape[1]
 
     def __len__(self) -> int:
@@ -411,7 +416,7 @@ class ExportedWorld(torch.utils.data.Dataset):
 
     def as_eval_set(self, n_fourier: int = 0) -> dict:
         """The whole export in world_eval_set's format (images (n,3,H,W) in [-1,1], factors, K, c2w, rays)."""
-        images = torch.from_numpy(np.asarray(self.images)).permute(0, 3, 1, 2).float() / 127.5 - 1
+        images = torch.from_numpy(np.array(self.images)).permute(0, 3, 1, 2).float() / 127.5 - 1
         return {
             "images": images,
             "factors": self.factors,

@@ -36,8 +36,8 @@ FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
 N_COMBINATIONS = math.prod(FACTOR_SIZES)  # 480000, as in Shapes3D
 SHAPE_NAMES = ("cube", "cylinder", "sphere", "capsule")
 HUES = tuple(i / 10 for i in range(10))
-SCALES = tuple(torch.linspace(0.75, 1.25, 8).tolist())
-ORIENTATIONS_DEG = tuple(torch.linspace(-30.0, 30.0, 15).tolist())
+SCALES = tuple(0.75 + 0.5 * i / 7 for i in range(8))  # linspace(0.75, 1.25, 8)
+ORIENTATIONS_DEG = tuple(-30.0 + 60.0 * i / 14 for i in range(15))  # linspace(-30, 30, 15)
 # Surface colour = HSV(hue, saturation, value); the three surfaces differ in saturation/value to stay apart.
 SURFACE_SV = ((0.65, 0.85), (0.45, 0.95), (0.9, 1.0))  # floor, wall, object
 
@@ -169,7 +169,9 @@ def sample_cameras(n: int, generator: torch.Generator | None = None, res: int = 
 
 def default_camera(res: int, batch: int = 1):
     """The canonical frontal view (DEFAULT_CAMERA) -> (K (B,3,3), c2w (B,4,4))."""
-    return spherical_camera(DEFAULT_CAMERA["azimuth"], DEFAULT_CAMERA["elevation"], DEFAULT_CAMERA["radius"], res, batch)
+    return spherical_camera(
+        DEFAULT_CAMERA["azimuth"], DEFAULT_CAMERA["elevation"], DEFAULT_CAMERA["radius"], res, batch
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -294,7 +296,9 @@ def object_geometry(shape: torch.Tensor, scale: torch.Tensor):
     p0 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.35 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
     p1 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.45 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
     height = p0.clone()  # every object rests on the floor: centre height = half-size / radius
-    bound = torch.stack([p0 * math.sqrt(3), torch.hypot(p0, p1), p0, p0 + p1], dim=1).gather(1, shape[:, None]).squeeze(1)
+    bound = (
+        torch.stack([p0 * math.sqrt(3), torch.hypot(p0, p1), p0, p0 + p1], dim=1).gather(1, shape[:, None]).squeeze(1)
+    )
     return height, bound * 1.001, torch.stack([p0, p1], dim=1)
 
 
@@ -335,7 +339,10 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
         dcam = _unit_camera_dirs((float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])), res, ss, str(device))
         D = torch.mm(R.reshape(3 * B, 3), dcam).view(3, B, N)
     else:
-        dcams = [_unit_camera_dirs((float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])), res, ss, str(device)) for k in K]
+        dcams = [
+            _unit_camera_dirs((float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])), res, ss, str(device))
+            for k in K
+        ]
         D = torch.einsum("abj,bjn->abn", R, torch.stack(dcams)).contiguous()
     dx, dy, dz = D[0], D[1], D[2]  # (B,N) each, contiguous
     o = c2w[:, :3, 3]  # (B,3) camera centres
@@ -350,7 +357,9 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
     floor = tz < txy  # (B,N) bool
     # n.L of the surface hit: wall x = +-R has normal -+x, so it is lit only when the ray travels towards the light's
     # opposite side; likewise for y; the floor has n.L = lz.
-    lam = torch.where(tx < ty, torch.where(dx > 0, max(-lx, 0.0), max(lx, 0.0)), torch.where(dy > 0, max(-ly, 0.0), max(ly, 0.0)))
+    lam = torch.where(
+        tx < ty, torch.where(dx > 0, max(-lx, 0.0), max(lx, 0.0)), torch.where(dy > 0, max(-ly, 0.0), max(ly, 0.0))
+    )
     lam.masked_fill_(floor, lz)
 
     # --- per-image object frame, packed so that one gather serves every per-ray parameter.
@@ -361,10 +370,16 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
     cx, cy, cz = o[:, 0], o[:, 1], o[:, 2] - height  # camera relative to the object centre (B,)
     table = torch.stack(
         [
-            cos_t, sin_t,
-            cos_t * cx + sin_t * cy, -sin_t * cx + cos_t * cy, cz,  # camera centre in the object frame
-            params[:, 0], params[:, 1],
-            cos_t * lx + sin_t * ly, -sin_t * lx + cos_t * ly, torch.full_like(cos_t, lz),  # light in the object frame
+            cos_t,
+            sin_t,
+            cos_t * cx + sin_t * cy,
+            -sin_t * cx + cos_t * cy,
+            cz,  # camera centre in the object frame
+            params[:, 0],
+            params[:, 1],
+            cos_t * lx + sin_t * ly,
+            -sin_t * lx + cos_t * ly,
+            torch.full_like(cos_t, lz),  # light in the object frame
             -height,
         ],
         dim=1,
@@ -474,7 +489,9 @@ def render_geometry(
     per_chunk = max(1, _ray_budget(device) // (size * size))
     for i in range(0, B, per_chunk):
         sel = order[i : i + per_chunk]
-        out.index_copy_(0, sel, _chunk_geometry(shape[sel], scale[sel], orient[sel], K[sel], c2w[sel], res, supersample, shadows))
+        out.index_copy_(
+            0, sel, _chunk_geometry(shape[sel], scale[sel], orient[sel], K[sel], c2w[sel], res, supersample, shadows)
+        )
     return out
 
 
@@ -524,6 +541,8 @@ class FixedCameraRenderer:
             scale = (missing // FACTOR_SIZES[5]) % FACTOR_SIZES[3]
             shape = missing // (FACTOR_SIZES[5] * FACTOR_SIZES[3])
             K, c2w = self.cameras(missing.numel())
-            self._cache[missing] = render_geometry(shape, scale, orient, K, c2w, self.res, self.supersample, self.shadows)
+            self._cache[missing] = render_geometry(
+                shape, scale, orient, K, c2w, self.res, self.supersample, self.shadows
+            )
             self._filled[missing] = True
         return colourise(self._cache[keys], factors)

@@ -48,7 +48,7 @@ def require_dir(path, what: str) -> Path:
 
 def uint8_to_tensor(arr) -> torch.Tensor:
     """uint8 (H,W,3) or (H,W) array -> (3,H,W) float32 in [-1,1]."""
-    x = torch.from_numpy(np.ascontiguousarray(arr))
+    x = torch.from_numpy(np.array(arr, dtype=np.uint8))  # a copy: sources may be read-only memory maps
     if x.ndim == 2:
         x = x[:, :, None].expand(-1, -1, 3)
     return x.permute(2, 0, 1).float().div_(127.5).sub_(1.0)

@@ -1,0 +1,137 @@
+"""Latent map: a plotly scatter of held-out latents (PCA or cached t-SNE) that answers clicks.
+
+Gradio's plot component has no click event, so the map is a ``gr.HTML`` that draws the figure with plotly.js (served
+from the plotly Python package, so it works offline) and reports clicks through a custom ``map_click`` event: a click
+on a point loads that latent into the editor; a click on empty space moves the current latent's two plotted PCA
+coordinates there. The current image is a star that the editor moves by updating the ``marker`` prop.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import gradio as gr
+
+from .common import HEAVY, PRIVATE, Ctx, guard, info_md
+
+MAP_TEMPLATE = "<div class='soda-map' style='width:100%;height:480px'></div>"
+
+# `element`, `props`, `trigger` and `watch` are provided by gr.HTML. Plotly fires plotly_click for points before
+# the DOM click event; a DOM click with no plotly_click just before it is a click on empty space.
+MAP_JS = r"""
+const div = element.querySelector('.soda-map');
+let parsedFrom = null, fig = null, lastPoint = 0;
+const draw = () => {
+  if (!window.Plotly || !props.value) return;
+  if (parsedFrom !== props.value) { fig = JSON.parse(props.value); parsedFrom = props.value; }
+  const data = fig.data.slice();
+  if (props.marker) {
+    data.push({type: 'scatter', mode: 'markers', x: [props.marker[0]], y: [props.marker[1]], hoverinfo: 'skip',
+               marker: {size: 20, symbol: 'star', color: '#ff2d55', line: {width: 1.5, color: 'black'}}});
+  }
+  Plotly.react(div, data, fig.layout, {displayModeBar: false, responsive: true});
+  if (!div._sodaBound) {
+    div._sodaBound = true;
+    div.on('plotly_click', ev => {
+      const p = ev.points && ev.points[0];
+      if (!p || p.curveNumber !== 0) return;
+      lastPoint = Date.now();
+      trigger('map_click', {kind: 'point', index: p.pointIndex, x: p.x, y: p.y});
+    });
+    div.addEventListener('click', ev => {
+      const drag = div.querySelector('.nsewdrag');
+      if (!drag) return;
+      const r = drag.getBoundingClientRect();
+      if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return;
+      setTimeout(() => {
+        if (Date.now() - lastPoint < 400) return;
+        const L = div._fullLayout;
+        trigger('map_click', {kind: 'empty', index: -1, x: L.xaxis.p2d(ev.clientX - r.left),
+                              y: L.yaxis.p2d(ev.clientY - r.top)});
+      }, 60);
+    });
+    new ResizeObserver(() => { if (div.offsetWidth) Plotly.Plots.resize(div); }).observe(div);
+  }
+};
+const start = () => { if (window.Plotly) { draw(); } else { setTimeout(start, 100); } };
+start();
+watch(['value', 'marker'], draw);
+"""
+
+
+def plotly_src() -> str:
+    """Path of plotly.min.js inside the installed plotly package (registered as the only static file we serve)."""
+    import plotly
+
+    js = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+    gr.set_static_paths([str(js)])
+    return f"/gradio_api/file={js}"
+
+
+def color_choices(ex, key: str) -> list[str]:
+    return list(ex.get(key).assets.factor_names) or ["none"]
+
+
+def figure_json(ex, key: str, view: str, color_by: str, progress=None) -> str:
+    return json.dumps(ex.map_figure(key, view, color_by, progress), separators=(",", ":"))
+
+
+def build(ctx: Ctx) -> SimpleNamespace:
+    ex = ctx.ex
+    ns = SimpleNamespace()
+    colors = color_choices(ex, ex.default_key)
+    gr.Markdown("Held-out latents projected to 2-D. **Click a point** to load it into the editor; **click empty "
+                "space** (PCA) to move the current latent's two plotted coordinates there. The star is the current "
+                "image and follows the sliders. t-SNE is computed on first use and cached.")
+    with gr.Row():
+        ctx.view = gr.Radio(["PCA", "t-SNE"], value="PCA", label="Projection", elem_id="map-view")
+        ns.color = gr.Dropdown(colors, value=colors[0], label="Colour by", elem_id="map-color")
+    ctx.map_html = gr.HTML(figure_json(ex, ex.default_key, "PCA", colors[0]), html_template=MAP_TEMPLATE,
+                           js_on_load=MAP_JS, head=f'<script src="{plotly_src()}"></script>', marker=None,
+                           elem_id="map", min_height=480)
+    ns.status = gr.Markdown("", elem_id="map-status")
+    ns.api_kind = gr.Textbox(visible=False)
+    ns.api_index = gr.Number(visible=False, precision=0)
+    ns.api_x = gr.Number(visible=False)
+    ns.api_y = gr.Number(visible=False)
+    ns.api_click = gr.Button(visible=False)
+    return ns
+
+
+def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
+    ex, st, seed, quality = ctx.ex, ctx.state, ctx.seed, ctx.quality
+
+    @guard
+    def latent_map(state, view, color_by, progress=gr.Progress()):
+        key = state["ckpt"] if state else ex.default_key
+
+        def say(f, msg):
+            progress(None, desc=msg)  # sklearn's t-SNE reports no progress: an indeterminate bar
+
+        fig = figure_json(ex, key, view, color_by, say)
+        return gr.HTML(value=fig, marker=ex.map_marker(state, view))
+
+    gr.on([ctx.view.change, ns.color.change], latent_map, [st, ctx.view, ns.color], ctx.map_html,
+          api_name="latent_map", **HEAVY)
+
+    @guard
+    def click(state, view, kind, index, x, y, seed_v, q):
+        new = ex.map_click(state, view, kind, index, x, y, seed_v, q)
+        edited = ex.edited(new, seed_v, q)
+        if new.get("recon") is None:
+            new["recon"] = edited
+        return new, new.get("input"), new["recon"], edited, info_md(new, ex.get(new["ckpt"]).assets.ood_threshold)
+
+    @guard
+    def click_event(state, view, seed_v, q, evt: gr.EventData):
+        d = getattr(evt, "_data", None) or {}
+        return click(state, view, d.get("kind"), d.get("index"), d.get("x"), d.get("y"), seed_v, q)
+
+    outs = [st, *ctx.editor_outputs]
+    after = ctx.after_load[0]
+    ctx.map_html.map_click(click_event, [st, ctx.view, seed, quality], outs, trigger_mode="always_last",
+                           **PRIVATE, **HEAVY).then(**after)
+    ns.api_click.click(click, [st, ctx.view, ns.api_kind, ns.api_index, ns.api_x, ns.api_y, seed, quality], outs,
+                       api_name="map_click", **HEAVY).then(**after)

@@ -1,0 +1,147 @@
+"""Export (PNG, latent .npy, JSON recipe) and replay of recipes.
+
+A recipe holds everything that fixes an image: the checkpoint, the base latent, the edits (slider name -> amount in
+std), the decoder seed, the number of steps, the sampler and the camera. Replaying it on the same checkpoint gives the
+identical image. Example::
+
+    {"format": "soda-recipe", "version": 1, "checkpoint": "assets/checkpoints/world32", "fingerprint": "1a2b...",
+     "latent": [0.12, ...], "edits": {"section3.pc1": 1.5}, "seed": 0, "steps": 50, "sampler": "ddim",
+     "camera": {"azimuth": -25.0, "elevation": 20.0, "radius": 4.0}, "z": [...]}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from soda import api
+
+from . import media
+from .explorer import Explorer, ExplorerError, Loaded, check_seed
+
+FORMAT = "soda-recipe"
+VERSION = 1
+REQUIRED = ("latent", "edits", "seed", "steps")
+MAX_RECIPE_BYTES = 1 << 20
+
+
+def make_recipe(ex: Explorer, state: dict, values, seed, quality: str) -> dict:
+    """The current editor state as a recipe dict."""
+    m = ex._require(state)
+    edits = ex.edits_from(m, values)
+    z = ex.latent(m, state["z0"], edits)[0]
+    cam = m.camera
+    return {
+        "format": FORMAT, "version": VERSION, "checkpoint": m.key, "fingerprint": m.assets.fingerprint,
+        "latent": [float(v) for v in np.asarray(state["z0"], dtype=np.float32)],
+        "edits": {k: float(v) for k, v in sorted(edits.items())},
+        "seed": check_seed(seed), "steps": ex.steps(m, quality), "sampler": "ddim",
+        "camera": None if cam is None else {"azimuth": cam.azimuth, "elevation": cam.elevation, "radius": cam.radius},
+        "z": [float(v) for v in z],
+        "source": state.get("source", ""),
+    }
+
+
+def export(ex: Explorer, state: dict, values, seed, quality: str) -> tuple[str, str, str]:
+    """-> paths of (PNG of the edited image, latent .npy (1, z_dim) float32, recipe .json)."""
+    recipe = make_recipe(ex, state, values, seed, quality)
+    image, _, _ = replay(ex, recipe, state["ckpt"])
+    png = media.write_png(image, "soda-edit")
+    npy = media.new_path("soda-latent", ".npy")
+    np.save(npy, np.asarray(recipe["z"], dtype=np.float32)[None], allow_pickle=False)
+    js = media.new_path("soda-recipe", ".json")
+    js.write_text(json.dumps(recipe, indent=1))
+    return png, str(npy), str(js)
+
+
+def read_recipe(path_or_text) -> dict:
+    """A recipe file path (or JSON text / dict) -> validated dict; ExplorerError names what is wrong."""
+    if isinstance(path_or_text, dict):
+        d = path_or_text
+    else:
+        text = str(path_or_text or "")
+        if not text:
+            raise ExplorerError("no recipe file was given")
+        if not text.lstrip().startswith("{"):
+            p = Path(text)
+            if not p.is_file():
+                raise ExplorerError("the recipe file is missing")
+            if p.stat().st_size > MAX_RECIPE_BYTES:
+                raise ExplorerError("the recipe file is too large (over 1 MB)")
+            text = p.read_text(errors="replace")
+        try:
+            d = json.loads(text, parse_constant=_reject_constant)
+        except ValueError as e:
+            raise ExplorerError(f"the recipe is not valid JSON ({e})") from None
+    if not isinstance(d, dict):
+        raise ExplorerError("the recipe must be a JSON object")
+    if d.get("format", FORMAT) != FORMAT or d.get("version", VERSION) != VERSION:
+        raise ExplorerError(f"not a SODA recipe of version {VERSION} (format '{d.get('format')}', "
+                            f"version {d.get('version')})")
+    missing = [k for k in REQUIRED if k not in d]
+    if missing:
+        raise ExplorerError(f"the recipe is missing {', '.join(missing)}")
+    lat = d["latent"]
+    if not isinstance(lat, list) or not lat or not all(_is_num(v) for v in lat):
+        raise ExplorerError("recipe 'latent' must be a list of numbers")
+    if not all(math.isfinite(v) for v in lat):
+        raise ExplorerError("recipe 'latent' contains NaN or infinity")
+    if not isinstance(d["edits"], dict) or not all(_is_num(v) for v in d["edits"].values()):
+        raise ExplorerError("recipe 'edits' must map slider names to numbers")
+    for k, v in d["edits"].items():
+        if not math.isfinite(v) or abs(v) > 100:
+            raise ExplorerError(f"recipe edit '{k}' must be a finite number within +-100")
+    if not _is_num(d["steps"]) or d["steps"] != int(d["steps"]) or not 1 <= d["steps"] <= 1000:
+        raise ExplorerError("recipe 'steps' must be an integer in 1..1000")
+    check_seed(d["seed"])
+    cam = d.get("camera")
+    if cam is not None:
+        if not isinstance(cam, dict) or any(k not in cam or not _is_num(cam[k]) or not math.isfinite(cam[k])
+                                            for k in ("azimuth", "elevation", "radius")):
+            raise ExplorerError("recipe 'camera' must be null or {azimuth, elevation, radius} numbers")
+    if d.get("sampler", "ddim") not in ("ddim", "dpmpp_2m"):
+        raise ExplorerError("recipe 'sampler' must be ddim or dpmpp_2m")
+    return d
+
+
+def replay(ex: Explorer, recipe: dict, key: str | None = None) -> tuple[np.ndarray, Loaded, list[str]]:
+    """Decode a validated recipe on checkpoint ``key`` (default: the recipe's own when it may be opened, else the
+    explorer's default) -> (image (H,W,3) uint8, loaded checkpoint, warnings)."""
+    notes = []
+    want = recipe.get("checkpoint")
+    if key is None:
+        try:
+            key = ex.check_choice(want) if want else ex.default_key
+        except ExplorerError:
+            notes.append(f"recipe checkpoint '{want}' cannot be opened here; replaying on '{ex.default_key}'")
+            key = ex.default_key
+    m = ex.get(key)
+    if len(recipe["latent"]) != m.model.z_dim:
+        raise ExplorerError(f"recipe latent has {len(recipe['latent'])} numbers; this checkpoint's z has "
+                            f"{m.model.z_dim}")
+    if recipe.get("fingerprint") and recipe["fingerprint"] != m.assets.fingerprint:
+        notes.append("the recipe was made with other weights; the image will differ from the original")
+    unknown = [k for k in recipe["edits"] if k not in m.directions]
+    if unknown:
+        raise ExplorerError(f"recipe edits unknown to this checkpoint: {', '.join(unknown[:5])}")
+    cam = recipe.get("camera")
+    camera = api.Camera(float(cam["azimuth"]), float(cam["elevation"]), float(cam["radius"])) if cam else None
+    if camera is not None and not m.model.uses_cameras:
+        notes.append("this checkpoint has no cameras; the recipe's camera is ignored")
+        camera = None
+    z = ex.latent(m, recipe["latent"], recipe["edits"])
+    image = api.to_uint8(api.decode(m.model, z, camera=camera if camera is not None else m.camera,
+                                    steps=int(recipe["steps"]), seed=check_seed(recipe["seed"]),
+                                    sampler=recipe.get("sampler", "ddim")))[0]
+    return image, m, notes
+
+
+def _is_num(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _reject_constant(name: str):
+    return float("nan")  # NaN / Infinity literals become NaN and are refused by the checks above

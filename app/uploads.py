@@ -1,0 +1,92 @@
+"""Uploaded images -> (res, res, 3) uint8 at the model's size, with clear errors for anything unreadable.
+
+Any mode PIL reads is accepted (RGBA / LA composited on white, palette, 16-bit, 32-bit int / float, CMYK,
+grayscale, 1-bit); animated files give their first frame; EXIF rotation is applied; the image is centre-cropped to a
+square and resized. Memory stays bounded: JPEGs are decoded at a reduced scale (``draft``), and anything above
+``MAX_PIXELS`` is refused before it is decoded.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 8192 * 8192  # 67 Mpx: an 8000 x 8000 photo is fine, a decompression bomb is not
+MAX_BYTES = 64 * 1024 * 1024
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above this and refuses above twice this
+
+
+class UploadError(ValueError):
+    """The upload cannot be used (the message says why, for the user)."""
+
+
+def read_image(path: str | Path, res: int) -> np.ndarray:
+    """Image file -> (res, res, 3) uint8: first frame, EXIF-rotated, centre-cropped, resized, converted to RGB."""
+    p = Path(path)
+    if not p.is_file():
+        raise UploadError("no image was received (the upload is missing)")
+    size = p.stat().st_size
+    if size == 0:
+        raise UploadError(f"'{p.name}' is empty (0 bytes)")
+    if size > MAX_BYTES:
+        raise UploadError(f"'{p.name}' is {size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(p)
+            if getattr(im, "n_frames", 1) > 1:
+                im.seek(0)  # animated GIF / APNG / WebP: the first frame
+            w, h = im.size
+            if w * h > MAX_PIXELS:
+                raise UploadError(f"'{p.name}' is {w} x {h} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
+            if w < 1 or h < 1:
+                raise UploadError(f"'{p.name}' has no pixels")
+            if im.format == "JPEG":
+                s = min(w, h)
+                im.draft(None, (max(1, w * 2 * res // s), max(1, h * 2 * res // s)))  # decode at >= 2x the target
+            im = ImageOps.exif_transpose(im) or im
+            im.load()
+            return _to_rgb_square(im, res)
+    except UploadError:
+        raise
+    except Image.DecompressionBombError:
+        raise UploadError(f"'{p.name}' is too large to decode safely (over {2 * MAX_PIXELS / 1e6:.0f} Mpx)") from None
+    except UnidentifiedImageError:
+        raise UploadError(f"'{p.name}' is not an image this app can read (PNG, JPEG, GIF, WebP, BMP, TIFF)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise UploadError(f"'{p.name}' is corrupt or truncated ({e})") from None
+
+
+def _to_rgb_square(im: Image.Image, res: int) -> np.ndarray:
+    """Any-mode PIL image -> centre square resized to res -> (res, res, 3) uint8."""
+    sixteen = im.mode.startswith("I;16")
+    if im.mode in ("P", "PA"):
+        im = im.convert("RGBA")
+    elif im.mode == "1":
+        im = im.convert("L")
+    elif sixteen:
+        im = im.convert("I")
+    elif im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+    w, h = im.size
+    s = min(w, h)
+    box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
+    if im.mode in ("I", "F"):  # 16/32-bit integer or float grayscale: scale to 0..255
+        a = np.asarray(im.resize((res, res), Image.Resampling.BILINEAR, box=box), dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        if sixteen or (im.mode == "I" and 0 <= lo and 255 < hi <= 65535):
+            lo, hi = 0.0, 65535.0
+        elif im.mode == "I" and 0 <= lo and hi <= 255:
+            lo, hi = 0.0, 255.0
+        elif im.mode == "F" and 0 <= lo and hi <= 1:
+            lo, hi = 0.0, 1.0
+        a = np.clip((a - lo) / max(hi - lo, 1e-12) * 255.0, 0, 255)
+        return np.repeat(np.round(a).astype(np.uint8)[..., None], 3, axis=2)
+    small = im.resize((res, res), Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
+    if small.mode in ("RGBA", "LA"):
+        bg = Image.new("RGBA", small.size, (255, 255, 255, 255))
+        small = Image.alpha_composite(bg, small.convert("RGBA"))
+    return np.asarray(small.convert("RGB"), dtype=np.uint8).copy()

@@ -1,0 +1,470 @@
+"""Explorer assets per checkpoint: example images and latents, section and named directions, the latent map.
+
+``load_or_compute(model)`` returns an ``ExplorerAssets``. It is computed once from the checkpoint's own data (the
+procedural world renders held-out scenes from the default camera, so no dataset is needed) and stored as
+``assets.safetensors`` + ``assets.json`` in ``<checkpoint>/explorer/`` when that folder is writable, else in
+``$SODA_CACHE`` (default ``~/.cache/soda``) under the weights' hash. A t-SNE of the map is computed on demand and cached
+beside them (``tsne.safetensors``). Nothing is pickled; a cache whose weights hash differs is recomputed.
+
+    python -m soda.precompute assets/checkpoints/world32 [--n-map 4000] [--force]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import api
+
+ASSETS_VERSION = 1
+ASSETS_NAME = "assets.safetensors"
+META_NAME = "assets.json"
+TSNE_NAME = "tsne.safetensors"
+N_PCA = 8  # principal axes of the map kept for projection
+SHRINK = 0.1  # covariance shrinkage towards a scaled identity for the OOD distance
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class ExplorerAssets:
+    """Everything the explorer needs from a checkpoint's data, as CPU tensors (see the module docstring)."""
+
+    examples: np.ndarray  # (E,H,W,3) uint8 held-out images
+    example_latents: torch.Tensor  # (E, z_dim)
+    example_captions: list[str]
+    section_dirs: torch.Tensor  # (K, C, z_dim): per section, principal directions scaled to one std
+    named_dirs: torch.Tensor  # (N, z_dim): label directions scaled to one std of the data along them
+    named_labels: list[str]
+    map_latents: torch.Tensor  # (M, z_dim)
+    map_factors: torch.Tensor | None  # (M, F) long, None without labels
+    factor_names: list[str]
+    pca_mean: torch.Tensor  # (z_dim,)
+    pca_axes: torch.Tensor  # (P, z_dim) orthonormal rows
+    map_pca: torch.Tensor  # (M, 2) map latents on the first two axes
+    ood_mean: torch.Tensor  # (z_dim,)
+    ood_precision: torch.Tensor  # (z_dim, z_dim) inverse of the shrunk covariance
+    ood_threshold: float  # 99th percentile of the map latents' own distances
+    ood_typical: float  # their median
+    example_factors: torch.Tensor | None = None  # (E, F) long
+    camera: dict | None = None  # the camera the data was rendered from (camera checkpoints)
+    meta: dict = field(default_factory=dict)
+    folder: Path | None = None  # where the cache lives (t-SNE goes there too)
+    fingerprint: str = ""  # weights hash of the checkpoint the assets belong to
+
+    def pca(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, z_dim) -> (B, 2) coordinates on the map's first two principal axes."""
+        return (z.float() - self.pca_mean) @ self.pca_axes[:2].T
+
+    def mahalanobis(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, z_dim) -> (B,) distance to the map latents (shrunk covariance)."""
+        d = z.double() - self.ood_mean.double()
+        return ((d @ self.ood_precision.double()) * d).sum(1).clamp(min=0).sqrt().float()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Where the cache lives
+# ------------------------------------------------------------------------------------------------------------
+
+
+def weights_fingerprint(checkpoint_dir: Path) -> str:
+    """sha256 (first 16 hex digits) of the checkpoint's model.safetensors."""
+    h = hashlib.sha256()
+    with open(Path(checkpoint_dir) / "model.safetensors", "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("SODA_CACHE") or Path.home() / ".cache" / "soda")
+
+
+def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
+    """Beside the checkpoint first (when it is a plain, writable local folder), then the user cache."""
+    out = []
+    if checkpoint_dir is not None:
+        out.append(Path(checkpoint_dir) / "explorer")
+    out.append(cache_root() / fingerprint)
+    return out
+
+
+def _writable(folder: Path) -> bool:
+    if "snapshots" in folder.parts and any(p.startswith("models--") for p in folder.parts):
+        return False  # never write into the hub cache's snapshot folders
+    target = folder if folder.exists() else folder.parent
+    return target.exists() and os.access(target, os.W_OK)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Held-out data of a checkpoint
+# ------------------------------------------------------------------------------------------------------------
+
+
+def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str], dict | None]:
+    """n held-out images of the checkpoint's data -> (images (n,3,H,W) in [-1,1], factors (n,F) or None, captions,
+    camera). World data is rendered from the default camera (the camera uploads are assumed to have)."""
+    cfg = getattr(model, "full_config", None)
+    dataset = cfg.data.dataset if cfg is not None else "world"
+    if dataset == "world":
+        from .data import world
+
+        g = torch.Generator().manual_seed(seed)
+        factors = world.sample_factors(n, g, split="test")
+        cam = dict(world.DEFAULT_CAMERA)
+        images = world.FixedCameraRenderer(model.res, cam)(factors) * 2 - 1
+        return images, factors, [world.describe(f) for f in factors], cam if model.uses_cameras else None
+    try:
+        from .data.streams import _image_source
+
+        source = _image_source(cfg)
+        total = len(source)
+    except Exception as e:  # the data is not on this machine
+        raise FileNotFoundError(
+            f"this checkpoint has no explorer assets and its training data ({dataset}: '{cfg.data.path}') "
+            f"is not available to compute them ({type(e).__name__}: {e})"
+        ) from None
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(total, generator=g)[: min(n, total)].tolist()
+    items = [source[i] for i in idx]
+    images = torch.stack([it["image"] for it in items])
+    factors = torch.stack([torch.as_tensor(it["factors"]).long() for it in items]) if "factors" in items[0] else None
+    return images, factors, [f"#{i}" for i in idx], None
+
+
+def _factor_names(model, n_factors: int) -> list[str]:
+    cfg = getattr(model, "full_config", None)
+    if cfg is None or cfg.data.dataset == "world":
+        from .data.world import FACTOR_NAMES
+
+        if len(FACTOR_NAMES) == n_factors:
+            return list(FACTOR_NAMES)
+    return [f"factor_{i}" for i in range(n_factors)]
+
+
+def _class_names(name: str) -> list[str] | None:
+    if name == "shape":
+        from .data.world import SHAPE_NAMES
+
+        return list(SHAPE_NAMES)
+    return None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Directions
+# ------------------------------------------------------------------------------------------------------------
+
+
+def label_direction(Z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Latents (N, z_dim) and binary labels (N,) -> the logistic-regression normal in z, scaled to one std of Z along
+    it, pointing towards the positive class. (z_dim,)"""
+    from sklearn.linear_model import LogisticRegression
+
+    X = Z.double()
+    mean, scale = X.mean(0), X.std(0).clamp(min=1e-8)
+    clf = LogisticRegression(C=1.0, max_iter=500)
+    clf.fit(((X - mean) / scale).numpy(), y.numpy().astype(int))
+    w = torch.from_numpy(clf.coef_[0]) / scale  # normal in z units: w . (z - mean) / scale
+    w = w / w.norm().clamp(min=1e-12)
+    std = ((X - mean) @ w).std()
+    return (w * std).float()
+
+
+def named_directions(Z: torch.Tensor, factors: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, list[str]]:
+    """One direction per ordered factor (upper half vs lower half of its values) and one per class of a categorical
+    factor with named classes (that class vs the rest). -> ((N, z_dim), labels)."""
+    dirs, labels = [], []
+    for j, name in enumerate(names):
+        f = factors[:, j]
+        classes = _class_names(name)
+        if classes is not None:
+            for c, cname in enumerate(classes):
+                y = f == c
+                if 0 < int(y.sum()) < len(y):
+                    dirs.append(label_direction(Z, y))
+                    labels.append(f"{name}: {cname}")
+            continue
+        y = f > f.float().median()
+        if 0 < int(y.sum()) < len(y):
+            dirs.append(label_direction(Z, y))
+            labels.append(f"{name} +")
+    if not dirs:
+        return torch.zeros(0, Z.shape[1]), []
+    return torch.stack(dirs), labels
+
+
+def principal_axes(Z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, D) -> (mean (D,), k orthonormal rows (k, D)) with a deterministic sign (largest entry positive)."""
+    mean = Z.double().mean(0)
+    _, _, Vh = torch.linalg.svd(Z.double() - mean, full_matrices=False)
+    Vh = Vh[:k]
+    sign = torch.sign(Vh.gather(1, Vh.abs().argmax(1, keepdim=True)))
+    return mean.float(), (Vh * sign).float()
+
+
+def ood_model(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(N, D) -> (mean, precision of the shrunk covariance, each row's distance (N,))."""
+    X = Z.double()
+    mean = X.mean(0)
+    C = torch.cov((X - mean).T).reshape(X.shape[1], X.shape[1])
+    d = C.shape[0]
+    C = (1 - SHRINK) * C + SHRINK * (torch.trace(C) / d).clamp(min=1e-8) * torch.eye(d, dtype=C.dtype)
+    P = torch.linalg.inv(C)
+    dist = (((X - mean) @ P) * (X - mean)).sum(1).clamp(min=0).sqrt()
+    return mean.float(), P.float(), dist.float()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Compute / save / load
+# ------------------------------------------------------------------------------------------------------------
+
+
+def compute_assets(model, n_examples: int = 16, n_map: int = 4000, n_components: int = 3, seed: int = 0,
+                   progress: Progress | None = None) -> ExplorerAssets:
+    """Encode held-out data of ``model``'s checkpoint and derive directions, the PCA map and the OOD model."""
+    say = progress or (lambda f, s: None)
+    say(0.0, "rendering held-out examples")
+    ex_img, ex_fac, ex_cap, camera = held_out_data(model, n_examples, seed)
+    say(0.05, "encoding examples")
+    ex_z = api.encode(model, ex_img)
+    say(0.1, f"rendering {n_map} held-out scenes for the map")
+    map_img, map_fac, _, _ = held_out_data(model, n_map, seed + 1)
+    Z = []
+    bs = 128
+    for i in range(0, map_img.shape[0], bs):
+        Z.append(api.encode(model, map_img[i : i + bs]))
+        say(0.15 + 0.6 * min(1.0, (i + bs) / map_img.shape[0]), "encoding the map latents")
+    Z = torch.cat(Z)
+    say(0.8, "section directions")
+    sec = api.section_directions(model, Z, n_components)
+    sec_t = torch.stack([torch.stack(c + [torch.zeros(model.z_dim)] * (n_components - len(c))) for c in sec])
+    names = _factor_names(model, map_fac.shape[1]) if map_fac is not None else []
+    say(0.85, "label directions")
+    if map_fac is not None:
+        nd, labels = named_directions(Z, map_fac, names)
+    else:
+        nd, labels = torch.zeros(0, model.z_dim), []
+    say(0.95, "map projection and OOD model")
+    mean, axes = principal_axes(Z, min(N_PCA, Z.shape[1], Z.shape[0]))
+    o_mean, o_prec, dist = ood_model(Z)
+    return ExplorerAssets(
+        examples=api.to_uint8(ex_img),
+        example_latents=ex_z,
+        example_captions=ex_cap,
+        example_factors=ex_fac,
+        section_dirs=sec_t,
+        named_dirs=nd,
+        named_labels=labels,
+        map_latents=Z,
+        map_factors=map_fac,
+        factor_names=names,
+        pca_mean=mean,
+        pca_axes=axes,
+        map_pca=(Z - mean) @ axes[:2].T,
+        ood_mean=o_mean,
+        ood_precision=o_prec,
+        ood_threshold=float(torch.quantile(dist, 0.99)),
+        ood_typical=float(dist.median()),
+        camera=camera,
+        meta={"n_map": int(Z.shape[0]), "n_examples": int(ex_z.shape[0]), "n_components": n_components,
+              "seed": seed},
+    )
+
+
+_TENSORS = ("example_latents", "section_dirs", "named_dirs", "map_latents", "pca_mean", "pca_axes", "map_pca",
+            "ood_mean", "ood_precision")
+
+
+def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
+    """Write assets.safetensors + assets.json into ``folder`` atomically."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".explorer-tmp-", dir=folder.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        tensors = {k: getattr(assets, k).contiguous() for k in _TENSORS}
+        tensors["examples"] = torch.from_numpy(np.ascontiguousarray(assets.examples))
+        for k in ("map_factors", "example_factors"):
+            if getattr(assets, k) is not None:
+                tensors[k] = getattr(assets, k).long().contiguous()
+        save_file(tensors, str(tmp / ASSETS_NAME))
+        meta = {
+            "format": "soda-explorer", "version": ASSETS_VERSION, "fingerprint": fingerprint,
+            "example_captions": assets.example_captions, "named_labels": assets.named_labels,
+            "factor_names": assets.factor_names, "ood_threshold": assets.ood_threshold,
+            "ood_typical": assets.ood_typical, "camera": assets.camera, **assets.meta,
+        }
+        (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
+        if folder.exists():
+            for f in folder.iterdir():  # keep the t-SNE cache when it belongs to the same weights
+                if f.name == TSNE_NAME and _tsne_fingerprint(f) == fingerprint:
+                    os.replace(f, tmp / f.name)
+            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+            os.replace(folder, old)
+            os.replace(tmp, folder)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    assets.folder = folder
+    return folder
+
+
+def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets | None:
+    """Read a cache folder; None when it is missing, of another version or of other weights."""
+    from safetensors import safe_open
+
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / META_NAME).read_text())
+        if meta.get("format") != "soda-explorer" or meta.get("version") != ASSETS_VERSION:
+            return None
+        if fingerprint is not None and meta.get("fingerprint") != fingerprint:
+            return None
+        with safe_open(str(folder / ASSETS_NAME), framework="pt") as f:
+            t = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError):
+        return None
+    keys = ("example_captions", "named_labels", "factor_names", "ood_threshold", "ood_typical", "camera", "format",
+            "version", "fingerprint")
+    return ExplorerAssets(
+        examples=t["examples"].numpy(),
+        **{k: t[k] for k in _TENSORS},
+        map_factors=t.get("map_factors"),
+        example_factors=t.get("example_factors"),
+        example_captions=list(meta["example_captions"]),
+        named_labels=list(meta["named_labels"]),
+        factor_names=list(meta["factor_names"]),
+        ood_threshold=float(meta["ood_threshold"]),
+        ood_typical=float(meta["ood_typical"]),
+        camera=meta.get("camera"),
+        meta={k: v for k, v in meta.items() if k not in keys},
+        folder=folder,
+        fingerprint=str(meta["fingerprint"]),
+    )
+
+
+def load_or_compute(model, n_examples: int = 16, n_map: int = 4000, n_components: int = 3, force: bool = False,
+                    progress: Progress | None = None) -> ExplorerAssets:
+    """The cached assets of ``model``'s checkpoint, computing and storing them on first use."""
+    ckpt = getattr(model, "checkpoint_dir", None)
+    fp = weights_fingerprint(ckpt) if ckpt is not None else "unsaved"
+    dirs = candidate_dirs(ckpt, fp) if ckpt is not None else []
+    if not force:
+        for d in dirs:
+            got = load_assets(d, fp)
+            if got is not None:
+                return got
+    assets = compute_assets(model, n_examples, n_map, n_components, progress=progress)
+    assets.fingerprint = fp
+    for d in dirs:
+        if _writable(d):
+            try:
+                save_assets(assets, d, fp)
+                break
+            except OSError:
+                continue
+    if progress:
+        progress(1.0, "done")
+    return assets
+
+
+# ------------------------------------------------------------------------------------------------------------
+# t-SNE (on demand, cached)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _tsne_fingerprint(file: Path) -> str | None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            return (f.metadata() or {}).get("fingerprint")
+    except (OSError, ValueError, RuntimeError):
+        return None
+
+
+def tsne_map(assets: ExplorerAssets, seed: int = 0) -> torch.Tensor:
+    """(M, 2) t-SNE of the map latents (sklearn), read from the cache folder when present, else computed and stored."""
+    from safetensors.torch import load_file, save_file
+
+    fp = assets.fingerprint
+    file = assets.folder / TSNE_NAME if assets.folder is not None else None
+    if file is not None and file.exists():
+        try:
+            if _tsne_fingerprint(file) == fp:
+                t = load_file(str(file))["tsne"]
+                if t.shape[0] == assets.map_latents.shape[0]:
+                    return t
+        except (OSError, ValueError, RuntimeError):
+            pass
+    from sklearn.manifold import TSNE
+
+    Z = assets.map_latents.double().numpy()
+    perplexity = float(min(30.0, max(2.0, (Z.shape[0] - 1) / 3.5)))
+    Y = TSNE(2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=1).fit_transform(Z)
+    out = torch.from_numpy(Y).float()
+    if file is not None and _writable(file.parent):
+        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+        try:
+            save_file({"tsne": out.contiguous()}, str(tmp), metadata={"fingerprint": fp})
+            os.replace(tmp, file)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+    return out
+
+
+# ------------------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(description="Compute and cache the latent explorer's assets for a checkpoint.")
+    p.add_argument("checkpoint", help="checkpoint folder or hub id")
+    p.add_argument("--n-map", type=int, default=4000, help="held-out latents in the map (default 4000)")
+    p.add_argument("--n-examples", type=int, default=16)
+    p.add_argument("--tsne", action="store_true", help="also compute the t-SNE map")
+    p.add_argument("--force", action="store_true", help="recompute even when a cache exists")
+    a = p.parse_args(argv)
+    from .config import ConfigError
+
+    try:
+        model = api.load_model(a.checkpoint)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    last = [-1]
+
+    def report(frac: float, msg: str) -> None:
+        pct = int(math.floor(frac * 100))
+        if pct != last[0]:
+            last[0] = pct
+            print(f"[{pct:3d}%] {msg}", file=sys.stderr)
+
+    assets = load_or_compute(model, a.n_examples, a.n_map, force=a.force, progress=report)
+    if a.tsne:
+        tsne_map(assets)
+    print(f"explorer assets in {assets.folder or '(memory only: no writable folder)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
