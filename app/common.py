@@ -64,6 +64,11 @@ def guard(fn):
     return wrapper
 
 
+def marker_update(xy: list[float] | None):
+    """Update of the latent map's star only (an empty list hides it; None must not be sent as a prop)."""
+    return gr.HTML(marker=list(xy) if xy else [])
+
+
 def warn(notes) -> None:
     for n in notes or []:
         gr.Warning(n)

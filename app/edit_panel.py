@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .common import HEAVY, PRIVATE, Ctx, guard, info_md, warn
+from .common import HEAVY, PRIVATE, Ctx, guard, info_md, marker_update, warn
 from .explorer import COMPONENTS, N_SLOTS, SECTION_SLOTS, SLIDER_SPAN, Loaded
 
 
@@ -14,14 +14,17 @@ def camera_note(m: Loaded) -> str:
     if not m.model.uses_cameras:
         return ""
     c = m.camera
-    return (f"This checkpoint is camera-conditioned: examples and uploads are assumed to be seen from the default "
-            f"camera (azimuth {c.azimuth:g}°, elevation {c.elevation:g}°, radius {c.radius:g}). "
-            "Use *Novel views* to look from elsewhere.")
+    return (
+        f"This checkpoint is camera-conditioned: examples and uploads are assumed to be seen from the default "
+        f"camera (azimuth {c.azimuth:g}°, elevation {c.elevation:g}°, radius {c.radius:g}). "
+        "Use *Novel views* to look from elsewhere."
+    )
 
 
 def gallery_items(m: Loaded) -> list:
-    return [(img, f"{i}: {c}") for i, (img, c) in enumerate(zip(m.assets.examples, m.assets.example_captions,
-                                                                   strict=True))]
+    return [
+        (img, f"{i}: {c}") for i, (img, c) in enumerate(zip(m.assets.examples, m.assets.example_captions, strict=True))
+    ]
 
 
 def slider_updates(m: Loaded, values: list[float]) -> list:
@@ -29,12 +32,22 @@ def slider_updates(m: Loaded, values: list[float]) -> list:
     return [gr.Slider(label=m.slot_labels[i], visible=m.slots[i] is not None, value=values[i]) for i in range(N_SLOTS)]
 
 
-def title_updates(m: Loaded) -> list:
+def section_titles(m: Loaded) -> list[tuple[str, bool]]:
+    """(markdown, visible) of each section's heading above its sliders."""
     out = []
     for k in range(SECTION_SLOTS):
         shown = k < len(m.section_titles) and m.slots[k * COMPONENTS] is not None
-        out.append(gr.Markdown(f"**{m.section_titles[k]}**" if shown else "", visible=shown))
+        out.append((f"**{m.section_titles[k]}**" if shown else "", shown))
     return out
+
+
+def title_updates(m: Loaded) -> list:
+    return [gr.update(value=t, visible=v) for t, v in section_titles(m)]
+
+
+def traversal_choices(m: Loaded) -> list[tuple[str, str]]:
+    """(label, edit name) of every slider in use."""
+    return [(lab, s) for lab, s in zip(m.slot_labels, m.slots, strict=True) if s]
 
 
 def build(ctx: Ctx) -> SimpleNamespace:
@@ -43,21 +56,42 @@ def build(ctx: Ctx) -> SimpleNamespace:
     ns = SimpleNamespace()
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            ns.gallery = gr.Gallery(gallery_items(m), label="Held-out examples (click one)", columns=8, height=200,
-                                    allow_preview=False, elem_id="examples", elem_classes="pix",
-                                    interactive=False, format="png")
-            ns.upload = gr.File(label="…or upload any image (cropped to a square and resized)",
-                                file_types=["image"], type="filepath", elem_id="upload")
+            ns.gallery = gr.Gallery(
+                gallery_items(m),
+                label="Held-out examples (click one)",
+                columns=8,
+                height=200,
+                allow_preview=False,
+                elem_id="examples",
+                elem_classes="pix",
+                interactive=False,
+                format="png",
+            )
+            ns.upload = gr.File(
+                label="…or upload any image (cropped to a square and resized)",
+                file_types=["image"],
+                type="filepath",
+                elem_id="upload",
+                height=120,
+            )
             ns.camera_note = gr.Markdown(camera_note(m), elem_id="camera-note")
         with gr.Column(scale=3, min_width=420):
             with gr.Row():
-                ns.input_img = gr.Image(label="Input", format="png", interactive=False, elem_id="input-img",
-                                        elem_classes="pix", height=200)
-                ns.recon = gr.Image(label="Reconstruction", format="png", interactive=False, elem_id="recon",
-                                    elem_classes="pix", height=200)
-                ns.edited = gr.Image(label="Edited", format="png", interactive=False, elem_id="edited",
-                                     elem_classes="pix", height=200)
-            ns.info = gr.Markdown(info_md({}), elem_id="info")
+                ns.input_img = gr.Image(
+                    label="Input", format="png", interactive=False, elem_id="input-img", elem_classes="pix", height=200
+                )
+                ns.recon = gr.Image(
+                    label="Reconstruction",
+                    format="png",
+                    interactive=False,
+                    elem_id="recon",
+                    elem_classes="pix",
+                    height=200,
+                )
+                ns.edited = gr.Image(
+                    label="Edited", format="png", interactive=False, elem_id="edited", elem_classes="pix", height=200
+                )
+            ns.info = gr.Markdown(info_md({}), label="Status", elem_id="info")
             with gr.Row():
                 ns.undo = gr.Button("Undo", size="sm", elem_id="undo")
                 ns.reset = gr.Button("Reset", size="sm", elem_id="reset")
@@ -67,39 +101,66 @@ def build(ctx: Ctx) -> SimpleNamespace:
                 with gr.Row():
                     ns.refine_steps = gr.Slider(5, 200, value=40, step=5, label="Refine steps")
                     ns.refine_lr = gr.Slider(0.005, 0.3, value=0.05, step=0.005, label="Learning rate")
-                ns.before_after = gr.ImageSlider(label="Before / after (drag the divider)", type="numpy", format="png",
-                                                 interactive=False, elem_classes="pix", height=260)
-    gr.Markdown("Sliders move the latent along directions found in held-out data, in units of its standard "
-                "deviation. Dragging shows a quick preview; releasing renders at the chosen quality.")
+                ns.before_after = gr.ImageSlider(
+                    label="Before / after (drag the divider)",
+                    type="numpy",
+                    format="png",
+                    interactive=False,
+                    elem_classes="pix",
+                    height=260,
+                )
+    gr.Markdown(
+        "Sliders move the latent along directions found in held-out data, in units of its standard "
+        "deviation. Dragging shows a quick preview; releasing renders at the chosen quality."
+    )
     with gr.Accordion("Per-section sliders (principal directions of each latent section)", open=True):
         sliders, titles = [], []
-        for k in range(SECTION_SLOTS):
-            titles.append(gr.Markdown(visible=False))
+        for text, shown in section_titles(m):
+            titles.append(gr.Markdown(text, visible=shown))
             with gr.Row():
-                for c in range(COMPONENTS):
-                    i = k * COMPONENTS + c
-                    sliders.append(gr.Slider(-SLIDER_SPAN, SLIDER_SPAN, value=0.0, step=0.05, label=f"PC{c + 1}",
-                                             visible=False, elem_id=f"slider-{i}", min_width=160))
+                for _ in range(COMPONENTS):
+                    i = len(sliders)
+                    sliders.append(
+                        gr.Slider(
+                            -SLIDER_SPAN,
+                            SLIDER_SPAN,
+                            value=0.0,
+                            step=0.05,
+                            label=m.slot_labels[i],
+                            visible=m.slots[i] is not None,
+                            elem_id=f"slider-{i}",
+                            min_width=160,
+                        )
+                    )
     with gr.Accordion("Named sliders (logistic-regression directions of the data's labels)", open=True):
         named = N_SLOTS - SECTION_SLOTS * COMPONENTS
         for r in range(0, named, 4):
             with gr.Row():
                 for j in range(r, min(r + 4, named)):
                     i = SECTION_SLOTS * COMPONENTS + j
-                    sliders.append(gr.Slider(-SLIDER_SPAN, SLIDER_SPAN, value=0.0, step=0.05, label="",
-                                             visible=False, elem_id=f"slider-{i}", min_width=160))
+                    sliders.append(
+                        gr.Slider(
+                            -SLIDER_SPAN,
+                            SLIDER_SPAN,
+                            value=0.0,
+                            step=0.05,
+                            label=m.slot_labels[i],
+                            visible=m.slots[i] is not None,
+                            elem_id=f"slider-{i}",
+                            min_width=160,
+                        )
+                    )
     ctx.sliders, ctx.slider_titles = sliders, titles
     with gr.Accordion("Traversal grid", open=False):
         with gr.Row():
-            ns.trav_slider = gr.Dropdown([lab for lab, s in zip(m.slot_labels, m.slots, strict=True) if s],
-                                         label="Slider", elem_id="trav-slider")
+            ns.trav_slider = gr.Dropdown(traversal_choices(m), label="Slider", elem_id="trav-slider")
             ns.trav_span = gr.Slider(0.5, 5.0, value=2.5, step=0.5, label="Range (± std)")
             ns.trav_n = gr.Slider(3, 11, value=7, step=1, label="Frames")
             ns.trav_go = gr.Button("Traverse")
         ns.trav_img = gr.Image(label="Traversal", format="png", interactive=False, elem_classes="pix", height=140)
     # hidden inputs of the API-only endpoints
-    ns.api_index = gr.Number(visible=False, precision=0)
-    ns.api_edits = gr.Textbox(visible=False)
+    ns.api_index = gr.Number(0, visible=False, precision=0)
+    ns.api_edits = gr.Textbox("{}", visible=False)
     ns.api_example = gr.Button(visible=False)
     ns.api_edit = gr.Button(visible=False)
     ctx.editor_outputs = [ns.input_img, ns.recon, ns.edited, ns.info]
@@ -107,7 +168,7 @@ def build(ctx: Ctx) -> SimpleNamespace:
 
 
 def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
-    ex, st, seed, quality = ctx.ex, ctx.state, ctx.seed, ctx.quality
+    ex, st, seed_in, quality_in = ctx.ex, ctx.state, ctx.seed, ctx.quality
     sliders = ctx.sliders
 
     def thr(state):
@@ -117,16 +178,16 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         return state, state.get("input"), state["recon"], state["recon"], info_md(state, thr(state))
 
     @guard
-    def load_example(state, index, seed_v, q):
-        return loaded(ex.load_example(state, index, seed_v, q))
+    def load_example(state, index, seed, quality):
+        return loaded(ex.load_example(state, index, seed, quality))
 
     @guard
-    def pick_gallery(state, seed_v, q, evt: gr.SelectData):
-        return loaded(ex.load_example(state, evt.index, seed_v, q))
+    def pick_gallery(state, seed, quality, evt: gr.SelectData):
+        return loaded(ex.load_example(state, evt.index, seed, quality))
 
     @guard
-    def upload(state, path, seed_v, q):
-        new, notes = ex.load_upload(state, path, seed_v, q)
+    def upload(state, path, seed, quality):
+        new, notes = ex.load_upload(state, path, seed, quality)
         warn(notes)
         return loaded(new)
 
@@ -137,80 +198,115 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         vals = ex.slider_values(m, state.get("edits", {}))
         recon = state.get("recon")
         ba = (recon, recon) if recon is not None else None
-        return [*vals, ba, gr.HTML(marker=ex.map_marker(state, view))]
+        return [*vals, ba, marker_update(ex.map_marker(state, view))]
 
     load_out = [st, *ctx.editor_outputs]
-    sync_args = {"fn": sync, "inputs": [st, ctx.view], "outputs": [*sliders, ns.before_after, ctx.map_html],
-                 "show_progress": "hidden", **PRIVATE}
+    sync_args = {
+        "fn": sync,
+        "inputs": [st, ctx.view],
+        "outputs": [*sliders, ns.before_after, ctx.map_html],
+        "show_progress": "hidden",
+        **PRIVATE,
+    }
     ctx.after_load.append(sync_args)
-    ns.api_example.click(load_example, [st, ns.api_index, seed, quality], load_out, api_name="load_example",
-                         **HEAVY).then(**sync_args)
-    ns.gallery.select(pick_gallery, [st, seed, quality], load_out, **PRIVATE, **HEAVY).then(**sync_args)
-    ns.upload.upload(upload, [st, ns.upload, seed, quality], load_out, api_name="upload", **HEAVY).then(**sync_args)
+    ns.api_example.click(
+        load_example, [st, ns.api_index, seed_in, quality_in], load_out, api_name="load_example", **HEAVY
+    ).then(**sync_args)
+    ns.gallery.select(pick_gallery, [st, seed_in, quality_in], load_out, **PRIVATE, **HEAVY).then(**sync_args)
+    ns.upload.upload(upload, [st, ns.upload, seed_in, quality_in], load_out, api_name="upload", **HEAVY).then(
+        **sync_args
+    )
 
     n = N_SLOTS
 
     @guard
     def preview(*args):
-        state, values, seed_v, view = args[0], args[1 : 1 + n], args[1 + n], args[2 + n]
+        state, values, seed, view = args[0], args[1 : 1 + n], args[1 + n], args[2 + n]
         if not state or state.get("z0") is None:
             return gr.skip(), gr.skip()
-        img = ex.preview(state, values, seed_v)
-        return img, gr.HTML(marker=ex.map_marker(state, view, values))
+        img = ex.preview(state, values, seed)
+        return img, marker_update(ex.map_marker(state, view, values))
 
     @guard
     def render(*args):
-        state, values, seed_v, q, view = args[0], args[1 : 1 + n], args[1 + n], args[2 + n], args[3 + n]
+        state, values, seed, quality, view = args[0], args[1 : 1 + n], args[1 + n], args[2 + n], args[3 + n]
         if not state or state.get("z0") is None:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-        state, img = ex.render(state, values, seed_v, q)
-        return state, img, (state.get("recon"), img), gr.HTML(marker=ex.map_marker(state, view))
+        state, img = ex.render(state, values, seed, quality)
+        return state, img, (state.get("recon"), img), marker_update(ex.map_marker(state, view))
 
-    gr.on([s.input for s in sliders], preview, [st, *sliders, seed, ctx.view], [ns.edited, ctx.map_html],
-          trigger_mode="always_last", show_progress="hidden", **PRIVATE, concurrency_id="preview",
-          concurrency_limit=2)
-    render_args = {"fn": render, "inputs": [st, *sliders, seed, quality, ctx.view],
-                   "outputs": [st, ns.edited, ns.before_after, ctx.map_html], **PRIVATE, **HEAVY}
+    gr.on(
+        [s.input for s in sliders],
+        preview,
+        [st, *sliders, seed_in, ctx.view],
+        [ns.edited, ctx.map_html],
+        trigger_mode="always_last",
+        show_progress="hidden",
+        **PRIVATE,
+        concurrency_id="preview",
+        concurrency_limit=2,
+    )
+    render_args = {
+        "fn": render,
+        "inputs": [st, *sliders, seed_in, quality_in, ctx.view],
+        "outputs": [st, ns.edited, ns.before_after, ctx.map_html],
+        **PRIVATE,
+        **HEAVY,
+    }
     gr.on([s.release for s in sliders], trigger_mode="always_last", show_progress="minimal", **render_args)
-    gr.on([seed.change, quality.change], show_progress="minimal", **render_args)
+    gr.on([seed_in.change, quality_in.change], show_progress="minimal", **render_args)
 
     @guard
-    def api_edit(state, edits, seed_v, q):
-        state, img = ex.apply_edits(state, edits, seed_v, q)
+    def api_edit(state, edits, seed, quality):
+        state, img = ex.apply_edits(state, edits, seed, quality)
         return state, img
 
-    ns.api_edit.click(api_edit, [st, ns.api_edits, seed, quality], [st, ns.edited], api_name="edit",
-                      **HEAVY).then(**sync_args)
+    ns.api_edit.click(
+        api_edit, [st, ns.api_edits, seed_in, quality_in], [st, ns.edited], api_name="edit", **HEAVY
+    ).then(**sync_args)
 
     @guard
-    def reset(state, seed_v, q):
-        state, vals, img = ex.reset(state, seed_v, q)
+    def reset(state, seed, quality):
+        state, vals, img = ex.reset(state, seed, quality)
         return state, img
 
     @guard
-    def undo(state, seed_v, q):
-        state, vals, img = ex.undo(state, seed_v, q)
+    def undo(state, seed, quality):
+        if state and state.get("z0") is not None and not state.get("history"):
+            gr.Warning("Nothing to undo.")
+            return state, gr.skip()
+        state, vals, img = ex.undo(state, seed, quality)
         return state, img
 
-    ns.reset.click(reset, [st, seed, quality], [st, ns.edited], api_name="reset", **HEAVY).then(**sync_args)
-    ns.undo.click(undo, [st, seed, quality], [st, ns.edited], api_name="undo", **HEAVY).then(**sync_args)
+    ns.reset.click(reset, [st, seed_in, quality_in], [st, ns.edited], api_name="reset", **HEAVY).then(**sync_args)
+    ns.undo.click(undo, [st, seed_in, quality_in], [st, ns.edited], api_name="undo", **HEAVY).then(**sync_args)
 
     @guard
-    def refine(state, steps, lr, seed_v, q, progress=gr.Progress()):
+    def refine(state, steps, lr, seed, quality, progress=gr.Progress()):
         progress(0, desc="refining z")
-        for i, total, new, recon in ex.refine(state, steps, lr, seed_v, q):
+        for i, total, new, recon in ex.refine(state, steps, lr, seed, quality):
             progress((i, total), desc="refining z (gradient descent on the denoising loss)")
             if new is not None:
                 yield new, recon, info_md(new, thr(new))
 
-    ev = ns.refine.click(refine, [st, ns.refine_steps, ns.refine_lr, seed, quality], [st, ns.recon, ns.info],
-                         api_name="refine", **HEAVY)
+    ev = ns.refine.click(
+        refine,
+        [st, ns.refine_steps, ns.refine_lr, seed_in, quality_in],
+        [st, ns.recon, ns.info],
+        api_name="refine",
+        **HEAVY,
+    )
     ev.then(**render_args, show_progress="hidden")
     ns.refine_cancel.click(None, cancels=[ev], **PRIVATE)
 
     @guard
-    def traverse(state, label, span, frames, seed_v, q):
-        return ex.traversal(state, label, span, frames, seed_v, q)
+    def traverse(state, label, span, frames, seed, quality):
+        return ex.traversal(state, label, span, frames, seed, quality)
 
-    ns.trav_go.click(traverse, [st, ns.trav_slider, ns.trav_span, ns.trav_n, seed, quality], ns.trav_img,
-                     api_name="traverse", **HEAVY)
+    ns.trav_go.click(
+        traverse,
+        [st, ns.trav_slider, ns.trav_span, ns.trav_n, seed_in, quality_in],
+        ns.trav_img,
+        api_name="traverse",
+        **HEAVY,
+    )

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .common import HEAVY, PRIVATE, Ctx, guard, info_md
+from .common import HEAVY, PRIVATE, Ctx, guard, info_md, marker_update
 
 MAP_TEMPLATE = "<div class='soda-map' style='width:100%;height:480px'></div>"
 
@@ -27,7 +27,7 @@ const draw = () => {
   if (!window.Plotly || !props.value) return;
   if (parsedFrom !== props.value) { fig = JSON.parse(props.value); parsedFrom = props.value; }
   const data = fig.data.slice();
-  if (props.marker) {
+  if (props.marker && props.marker.length === 2) {
     data.push({type: 'scatter', mode: 'markers', x: [props.marker[0]], y: [props.marker[1]], hoverinfo: 'skip',
                marker: {size: 20, symbol: 'star', color: '#ff2d55', line: {width: 1.5, color: 'black'}}});
   }
@@ -82,26 +82,35 @@ def build(ctx: Ctx) -> SimpleNamespace:
     ex = ctx.ex
     ns = SimpleNamespace()
     colors = color_choices(ex, ex.default_key)
-    gr.Markdown("Held-out latents projected to 2-D. **Click a point** to load it into the editor; **click empty "
-                "space** (PCA) to move the current latent's two plotted coordinates there. The star is the current "
-                "image and follows the sliders. t-SNE is computed on first use and cached.")
+    gr.Markdown(
+        "Held-out latents projected to 2-D. **Click a point** to load it into the editor; **click empty "
+        "space** (PCA) to move the current latent's two plotted coordinates there. The star is the current "
+        "image and follows the sliders. t-SNE is computed on first use and cached."
+    )
     with gr.Row():
         ctx.view = gr.Radio(["PCA", "t-SNE"], value="PCA", label="Projection", elem_id="map-view")
         ns.color = gr.Dropdown(colors, value=colors[0], label="Colour by", elem_id="map-color")
-    ctx.map_html = gr.HTML(figure_json(ex, ex.default_key, "PCA", colors[0]), html_template=MAP_TEMPLATE,
-                           js_on_load=MAP_JS, head=f'<script src="{plotly_src()}"></script>', marker=None,
-                           elem_id="map", min_height=480)
+    ctx.map_html = gr.HTML(
+        figure_json(ex, ex.default_key, "PCA", colors[0]),
+        html_template=MAP_TEMPLATE,
+        js_on_load=MAP_JS,
+        head=f'<script src="{plotly_src()}"></script>',
+        marker=[],
+        elem_id="map",
+        min_height=480,
+        label="Latent map (plotly figure JSON)",
+    )
     ns.status = gr.Markdown("", elem_id="map-status")
-    ns.api_kind = gr.Textbox(visible=False)
-    ns.api_index = gr.Number(visible=False, precision=0)
-    ns.api_x = gr.Number(visible=False)
-    ns.api_y = gr.Number(visible=False)
+    ns.api_kind = gr.Textbox("point", visible=False)
+    ns.api_index = gr.Number(0, visible=False, precision=0)
+    ns.api_x = gr.Number(0.0, visible=False)
+    ns.api_y = gr.Number(0.0, visible=False)
     ns.api_click = gr.Button(visible=False)
     return ns
 
 
 def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
-    ex, st, seed, quality = ctx.ex, ctx.state, ctx.seed, ctx.quality
+    ex, st, seed_in, quality_in = ctx.ex, ctx.state, ctx.seed, ctx.quality
 
     @guard
     def latent_map(state, view, color_by, progress=gr.Progress()):
@@ -110,28 +119,43 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         def say(f, msg):
             progress(None, desc=msg)  # sklearn's t-SNE reports no progress: an indeterminate bar
 
-        fig = figure_json(ex, key, view, color_by, say)
-        return gr.HTML(value=fig, marker=ex.map_marker(state, view))
-
-    gr.on([ctx.view.change, ns.color.change], latent_map, [st, ctx.view, ns.color], ctx.map_html,
-          api_name="latent_map", **HEAVY)
+        return figure_json(ex, key, view, color_by, say)
 
     @guard
-    def click(state, view, kind, index, x, y, seed_v, q):
-        new = ex.map_click(state, view, kind, index, x, y, seed_v, q)
-        edited = ex.edited(new, seed_v, q)
+    def star(state, view):
+        return marker_update(ex.map_marker(state, view))
+
+    gr.on(
+        [ctx.view.change, ns.color.change],
+        latent_map,
+        [st, ctx.view, ns.color],
+        ctx.map_html,
+        api_name="latent_map",
+        **HEAVY,
+    ).then(star, [st, ctx.view], ctx.map_html, show_progress="hidden", **PRIVATE)
+
+    @guard
+    def click(state, view, kind, index, x, y, seed, quality):
+        new = ex.map_click(state, view, kind, index, x, y, seed, quality)
+        edited = ex.edited(new, seed, quality)
         if new.get("recon") is None:
             new["recon"] = edited
         return new, new.get("input"), new["recon"], edited, info_md(new, ex.get(new["ckpt"]).assets.ood_threshold)
 
     @guard
-    def click_event(state, view, seed_v, q, evt: gr.EventData):
+    def click_event(state, view, seed, quality, evt: gr.EventData):
         d = getattr(evt, "_data", None) or {}
-        return click(state, view, d.get("kind"), d.get("index"), d.get("x"), d.get("y"), seed_v, q)
+        return click(state, view, d.get("kind"), d.get("index"), d.get("x"), d.get("y"), seed, quality)
 
     outs = [st, *ctx.editor_outputs]
     after = ctx.after_load[0]
-    ctx.map_html.map_click(click_event, [st, ctx.view, seed, quality], outs, trigger_mode="always_last",
-                           **PRIVATE, **HEAVY).then(**after)
-    ns.api_click.click(click, [st, ctx.view, ns.api_kind, ns.api_index, ns.api_x, ns.api_y, seed, quality], outs,
-                       api_name="map_click", **HEAVY).then(**after)
+    ctx.map_html.map_click(
+        click_event, [st, ctx.view, seed_in, quality_in], outs, trigger_mode="always_last", **PRIVATE, **HEAVY
+    ).then(**after)
+    ns.api_click.click(
+        click,
+        [st, ctx.view, ns.api_kind, ns.api_index, ns.api_x, ns.api_y, seed_in, quality_in],
+        outs,
+        api_name="map_click",
+        **HEAVY,
+    ).then(**after)

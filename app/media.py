@@ -82,8 +82,15 @@ def write_mp4(frames: Sequence[np.ndarray], stem: str = "soda", fps: float = 8.0
     h, w = big[0].shape[:2]
     h2, w2 = h - h % 2, w - w % 2
     try:
-        writer = imageio_ffmpeg.write_frames(str(path), (w2, h2), fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                                             macro_block_size=1, ffmpeg_log_level="error")
+        writer = imageio_ffmpeg.write_frames(
+            str(path),
+            (w2, h2),
+            fps=fps,
+            codec="libx264",
+            pix_fmt_out="yuv420p",
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+        )
         writer.send(None)
         for f in big:
             writer.send(np.ascontiguousarray(f[:h2, :w2]))

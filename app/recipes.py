@@ -28,26 +28,31 @@ REQUIRED = ("latent", "edits", "seed", "steps")
 MAX_RECIPE_BYTES = 1 << 20
 
 
-def make_recipe(ex: Explorer, state: dict, values, seed, quality: str) -> dict:
-    """The current editor state as a recipe dict."""
-    m = ex._require(state)
-    edits = ex.edits_from(m, values)
-    z = ex.latent(m, state["z0"], edits)[0]
+def make_recipe(ex: Explorer, state: dict, seed, quality: str) -> dict:
+    """The current editor state (committed edits) as a recipe dict."""
+    m, z = ex.current(state)
+    z = z[0]
+    edits = state["edits"]
     cam = m.camera
     return {
-        "format": FORMAT, "version": VERSION, "checkpoint": m.key, "fingerprint": m.assets.fingerprint,
+        "format": FORMAT,
+        "version": VERSION,
+        "checkpoint": m.key,
+        "fingerprint": m.assets.fingerprint,
         "latent": [float(v) for v in np.asarray(state["z0"], dtype=np.float32)],
         "edits": {k: float(v) for k, v in sorted(edits.items())},
-        "seed": check_seed(seed), "steps": ex.steps(m, quality), "sampler": "ddim",
+        "seed": check_seed(seed),
+        "steps": ex.steps(m, quality),
+        "sampler": "ddim",
         "camera": None if cam is None else {"azimuth": cam.azimuth, "elevation": cam.elevation, "radius": cam.radius},
         "z": [float(v) for v in z],
         "source": state.get("source", ""),
     }
 
 
-def export(ex: Explorer, state: dict, values, seed, quality: str) -> tuple[str, str, str]:
+def export(ex: Explorer, state: dict, seed, quality: str) -> tuple[str, str, str]:
     """-> paths of (PNG of the edited image, latent .npy (1, z_dim) float32, recipe .json)."""
-    recipe = make_recipe(ex, state, values, seed, quality)
+    recipe = make_recipe(ex, state, seed, quality)
     image, _, _ = replay(ex, recipe, state["ckpt"])
     png = media.write_png(image, "soda-edit")
     npy = media.new_path("soda-latent", ".npy")
@@ -79,8 +84,9 @@ def read_recipe(path_or_text) -> dict:
     if not isinstance(d, dict):
         raise ExplorerError("the recipe must be a JSON object")
     if d.get("format", FORMAT) != FORMAT or d.get("version", VERSION) != VERSION:
-        raise ExplorerError(f"not a SODA recipe of version {VERSION} (format '{d.get('format')}', "
-                            f"version {d.get('version')})")
+        raise ExplorerError(
+            f"not a SODA recipe of version {VERSION} (format '{d.get('format')}', version {d.get('version')})"
+        )
     missing = [k for k in REQUIRED if k not in d]
     if missing:
         raise ExplorerError(f"the recipe is missing {', '.join(missing)}")
@@ -99,8 +105,9 @@ def read_recipe(path_or_text) -> dict:
     check_seed(d["seed"])
     cam = d.get("camera")
     if cam is not None:
-        if not isinstance(cam, dict) or any(k not in cam or not _is_num(cam[k]) or not math.isfinite(cam[k])
-                                            for k in ("azimuth", "elevation", "radius")):
+        if not isinstance(cam, dict) or any(
+            k not in cam or not _is_num(cam[k]) or not math.isfinite(cam[k]) for k in ("azimuth", "elevation", "radius")
+        ):
             raise ExplorerError("recipe 'camera' must be null or {azimuth, elevation, radius} numbers")
     if d.get("sampler", "ddim") not in ("ddim", "dpmpp_2m"):
         raise ExplorerError("recipe 'sampler' must be ddim or dpmpp_2m")
@@ -120,8 +127,9 @@ def replay(ex: Explorer, recipe: dict, key: str | None = None) -> tuple[np.ndarr
             key = ex.default_key
     m = ex.get(key)
     if len(recipe["latent"]) != m.model.z_dim:
-        raise ExplorerError(f"recipe latent has {len(recipe['latent'])} numbers; this checkpoint's z has "
-                            f"{m.model.z_dim}")
+        raise ExplorerError(
+            f"recipe latent has {len(recipe['latent'])} numbers; this checkpoint's z has {m.model.z_dim}"
+        )
     if recipe.get("fingerprint") and recipe["fingerprint"] != m.assets.fingerprint:
         notes.append("the recipe was made with other weights; the image will differ from the original")
     unknown = [k for k in recipe["edits"] if k not in m.directions]
@@ -133,9 +141,16 @@ def replay(ex: Explorer, recipe: dict, key: str | None = None) -> tuple[np.ndarr
         notes.append("this checkpoint has no cameras; the recipe's camera is ignored")
         camera = None
     z = ex.latent(m, recipe["latent"], recipe["edits"])
-    image = api.to_uint8(api.decode(m.model, z, camera=camera if camera is not None else m.camera,
-                                    steps=int(recipe["steps"]), seed=check_seed(recipe["seed"]),
-                                    sampler=recipe.get("sampler", "ddim")))[0]
+    image = api.to_uint8(
+        api.decode(
+            m.model,
+            z,
+            camera=camera if camera is not None else m.camera,
+            steps=int(recipe["steps"]),
+            seed=check_seed(recipe["seed"]),
+            sampler=recipe.get("sampler", "ddim"),
+        )
+    )[0]
     return image, m, notes
 
 
@@ -145,3 +160,24 @@ def _is_num(v) -> bool:
 
 def _reject_constant(name: str):
     return float("nan")  # NaN / Infinity literals become NaN and are refused by the checks above
+
+
+def load_into(ex: Explorer, state: dict, path_or_text) -> tuple[dict, np.ndarray, list[str]]:
+    """Replay a recipe on the editor's checkpoint and make it the editor's state -> (state, image, warnings)."""
+    recipe = read_recipe(path_or_text)
+    key = state["ckpt"] if state else ex.default_key
+    image, m, notes = replay(ex, recipe, key)
+    if recipe.get("checkpoint") not in (None, key):
+        notes.insert(0, f"the recipe names checkpoint '{recipe['checkpoint']}'; it was replayed on '{key}'")
+    z0 = [float(v) for v in np.asarray(recipe["latent"], dtype=np.float32)]
+    recon = ex.decode(m, ex.latent(m, z0, {}), int(recipe["steps"]), recipe["seed"])[0]
+    new = {
+        **ex.new_state(key),
+        "z_orig": z0,
+        "z0": z0,
+        "edits": {k: float(v) for k, v in recipe["edits"].items()},
+        "source": f"recipe ({recipe.get('source') or 'no source'})",
+        "input": None,
+        "recon": recon,
+    }
+    return new, image, notes

@@ -12,14 +12,17 @@ from .common import HEAVY, PRIVATE, Ctx, guard, warn
 from .explorer import Loaded
 
 
-def section_choices(m: Loaded) -> list[str]:
-    return m.section_titles
+def section_choices(m: Loaded) -> list[tuple[str, int]]:
+    """(label, index) pairs: the API takes the section indices."""
+    return [(t, k) for k, t in enumerate(m.section_titles)]
 
 
 def views_note(m: Loaded) -> str:
     if m.model.uses_cameras:
-        return ("Look at the current edit from another camera (the edits carry over). Ranges are those of "
-                "training; the orbit sweeps azimuth across them and back.")
+        return (
+            "Look at the current edit from another camera (the edits carry over). Ranges are those of "
+            "training; the orbit sweeps azimuth across them and back."
+        )
     return "**This checkpoint was trained without cameras: novel views are not available.**"
 
 
@@ -28,14 +31,21 @@ def build_interpolate(ctx: Ctx) -> SimpleNamespace:
     ns = SimpleNamespace()
     choices = ctx.ex.pick_choices(m)
     with gr.Row():
-        ns.a = gr.Dropdown(choices, value=choices[1], label="Image A")
-        ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B")
+        ns.a = gr.Dropdown(choices, value=choices[1], label="Image A", allow_custom_value=True)
+        ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B", allow_custom_value=True)
         ns.n = gr.Slider(2, 24, value=8, step=1, label="Frames")
         ns.method = gr.Radio(["lerp", "slerp"], value="slerp", label="Path")
     ns.sections = gr.CheckboxGroup(section_choices(m), label="Only move these sections (none = all)")
     ns.go = gr.Button("Interpolate", variant="primary")
-    ns.gallery = gr.Gallery(label="Frames", columns=8, height=180, format="png", elem_classes="pix",
-                            interactive=False)
+    ns.gallery = gr.Gallery(
+        label="Frames",
+        elem_id="interp-gallery",
+        columns=8,
+        height=180,
+        format="png",
+        elem_classes="pix",
+        interactive=False,
+    )
     with gr.Row():
         ns.gif = gr.File(label="GIF")
         ns.mp4 = gr.File(label="MP4")
@@ -46,18 +56,21 @@ def build_mix(ctx: Ctx) -> SimpleNamespace:
     m = ctx.ex.get()
     ns = SimpleNamespace()
     choices = ctx.ex.pick_choices(m)
-    gr.Markdown("Each latent section comes from image A unless ticked, then from image B: for example the coarse "
-                "sections of one image (layout) with the fine sections of another (colours and texture).")
+    gr.Markdown(
+        "Each latent section comes from image A unless ticked, then from image B: for example the coarse "
+        "sections of one image (layout) with the fine sections of another (colours and texture)."
+    )
     with gr.Row():
-        ns.a = gr.Dropdown(choices, value=choices[1], label="Image A")
-        ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B")
+        ns.a = gr.Dropdown(choices, value=choices[1], label="Image A", allow_custom_value=True)
+        ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B", allow_custom_value=True)
     ns.from_b = gr.CheckboxGroup(section_choices(m), label="Sections taken from B")
     ns.go = gr.Button("Mix", variant="primary")
     with gr.Row():
         ns.img_a = gr.Image(label="A", format="png", interactive=False, elem_classes="pix", height=200)
         ns.img_b = gr.Image(label="B", format="png", interactive=False, elem_classes="pix", height=200)
-        ns.mixed = gr.Image(label="Mixed", format="png", interactive=False, elem_classes="pix", height=200,
-                            elem_id="mixed")
+        ns.mixed = gr.Image(
+            label="Mixed", format="png", interactive=False, elem_classes="pix", height=200, elem_id="mixed"
+        )
     return ns
 
 
@@ -72,59 +85,78 @@ def build_views(ctx: Ctx) -> SimpleNamespace:
         ns.r = gr.Slider(*lim["radius"], value=d.radius, step=0.05, label="Radius")
     ns.render = gr.Button("Render view")
     with gr.Row():
-        ns.view_img = gr.Image(label="View", format="png", interactive=False, elem_classes="pix", height=240,
-                               elem_id="novel-view")
+        ns.view_img = gr.Image(
+            label="View", format="png", interactive=False, elem_classes="pix", height=240, elem_id="novel-view"
+        )
         with gr.Column():
             ns.orbit_n = gr.Slider(4, 48, value=24, step=1, label="Orbit frames")
             with gr.Row():
                 ns.orbit_go = gr.Button("Orbit GIF", variant="primary")
                 ns.orbit_cancel = gr.Button("Cancel", variant="stop")
-            ns.orbit_status = gr.Markdown("")
+            ns.orbit_status = gr.Markdown("", label="Orbit status")
             ns.orbit_gif = gr.Image(label="Orbit", interactive=False, elem_classes="pix", height=240, type="filepath")
     return ns
 
 
 def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace) -> None:
-    ex, st, seed, quality = ctx.ex, ctx.state, ctx.seed, ctx.quality
+    ex, st, seed_in, quality_in = ctx.ex, ctx.state, ctx.seed, ctx.quality
 
     @guard
-    def interpolate(state, a, b, n, method, sections, seed_v, q):
-        frames, gif, mp4 = ex.interpolate(state, a, b, n, method, sections, seed_v, q)
+    def interpolate(state, a, b, n, method, sections, seed, quality):
+        frames, gif, mp4 = ex.interpolate(state, a, b, n, method, sections, seed, quality)
         if mp4 is None:
             gr.Warning("MP4 export needs ffmpeg (pip install imageio-ffmpeg); the GIF is ready.")
         return frames, gif, mp4
 
-    ip.go.click(interpolate, [st, ip.a, ip.b, ip.n, ip.method, ip.sections, seed, quality],
-                [ip.gallery, ip.gif, ip.mp4], api_name="interpolate", **HEAVY)
+    ip.go.click(
+        interpolate,
+        [st, ip.a, ip.b, ip.n, ip.method, ip.sections, seed_in, quality_in],
+        [ip.gallery, ip.gif, ip.mp4],
+        api_name="interpolate",
+        **HEAVY,
+    )
 
     @guard
-    def mix(state, a, b, from_b, seed_v, q):
-        return tuple(ex.mix(state, a, b, from_b, seed_v, q))
+    def mix(state, a, b, from_b, seed, quality):
+        return tuple(ex.mix(state, a, b, from_b, seed, quality))
 
-    mx.go.click(mix, [st, mx.a, mx.b, mx.from_b, seed, quality], [mx.img_a, mx.img_b, mx.mixed], api_name="mix",
-                **HEAVY)
+    mx.go.click(
+        mix, [st, mx.a, mx.b, mx.from_b, seed_in, quality_in], [mx.img_a, mx.img_b, mx.mixed], api_name="mix", **HEAVY
+    )
 
     @guard
-    def view(state, az, el, r, seed_v, q):
-        img, notes = ex.novel_view(state, az, el, r, seed_v, q)
+    def view(state, az, el, r, seed, quality):
+        img, notes = ex.novel_view(state, az, el, r, seed, quality)
         warn(notes)
         return img
 
-    inputs = [st, nv.az, nv.el, nv.r, seed, quality]
+    inputs = [st, nv.az, nv.el, nv.r, seed_in, quality_in]
     nv.render.click(view, inputs, nv.view_img, api_name="novel_view", **HEAVY)
-    gr.on([nv.az.release, nv.el.release, nv.r.release], view, inputs, nv.view_img, trigger_mode="always_last",
-          **PRIVATE, **HEAVY)
+    gr.on(
+        [nv.az.release, nv.el.release, nv.r.release],
+        view,
+        inputs,
+        nv.view_img,
+        trigger_mode="always_last",
+        **PRIVATE,
+        **HEAVY,
+    )
 
     @guard
-    def orbit(state, n, el, r, seed_v, q, progress=gr.Progress()):
+    def orbit(state, n, el, r, seed, quality, progress=gr.Progress()):
         progress(0, desc="rendering the orbit")
-        for done, total, _, gif in ex.orbit(state, n, el, r, seed_v, q):
+        for done, total, _, gif in ex.orbit(state, n, el, r, seed, quality):
             progress((done, total), desc=f"rendering the orbit ({done}/{total} frames)")
             if gif is None:
                 yield gr.skip(), f"{done}/{total} frames"
             else:
                 yield gif, f"done: {total} frames"
 
-    ev = nv.orbit_go.click(orbit, [st, nv.orbit_n, nv.el, nv.r, seed, quality], [nv.orbit_gif, nv.orbit_status],
-                           api_name="orbit", **HEAVY)
+    ev = nv.orbit_go.click(
+        orbit,
+        [st, nv.orbit_n, nv.el, nv.r, seed_in, quality_in],
+        [nv.orbit_gif, nv.orbit_status],
+        api_name="orbit",
+        **HEAVY,
+    )
     nv.orbit_cancel.click(lambda: "cancelled", None, nv.orbit_status, cancels=[ev], **PRIVATE)

@@ -6,7 +6,9 @@ Cases (all with shadows and 2x2 supersampling):
 - training: random scenes from random cameras, ``world.render`` on batches of 256;
 - pairs: ``WorldPairs`` multiview batches of 64 (two renders per pair plus both ray maps), counted in pairs/s;
 - fixed camera: ``FixedCameraRenderer`` with a warm geometry cache (the disentanglement setting);
-- peer: the same renderer called one image at a time, measured in the same run, so the ratio shows what batching buys.
+- peer: the same renderer called one image at a time, measured in the same run, so the ratio shows what batching buys;
+- workers: ``DataLoader(WorldPairs(mode="identity"), batch_size=None, num_workers=2)``, two processes of one thread
+  each (how a trainer uses 2 cores for data; counted in images/s of the training case plus ray maps).
 The last line is ``images/s: X``, the 64 px training case (the issue's target: >= 500 on 2 cores).
 """
 
@@ -20,6 +22,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
 
 from soda.data import views, world  # noqa: E402
 
@@ -57,6 +60,12 @@ def measure(res: int, dev: torch.device, seconds: float, g: torch.Generator) -> 
     out["fixed"] = rate(lambda: fixed(f), 256, seconds)
     stream = iter(views.WorldPairs(res=res, batch_size=64, device=dev))
     out["pairs"] = rate(lambda: next(stream), 64, seconds)
+    if dev.type == "cpu":
+        loader = iter(
+            DataLoader(views.WorldPairs(res=res, batch_size=64, mode="identity"), batch_size=None, num_workers=2)
+        )
+        out["workers"] = rate(lambda: next(loader), 64, seconds)
+        del loader
     return out
 
 
@@ -78,6 +87,7 @@ def main() -> None:
             f"{res:3d} px  training {r['training']:8.0f} images/s | one-at-a-time peer {r['peer']:6.0f} images/s "
             f"(batched x{r['training'] / r['peer']:.1f}) | fixed camera {r['fixed']:8.0f} images/s "
             f"(x{r['fixed'] / r['training']:.1f}) | WorldPairs multiview {r['pairs']:6.0f} pairs/s"
+            + (f" | 2 workers x 1 thread {r['workers']:6.0f} images/s" if "workers" in r else "")
         )
     print(f"images/s: {results[64]['training']:.0f}")
 

@@ -1,7 +1,8 @@
 """Training speed of our decoder against diffusers' UNet2DModel at the same FLOPs per image.
 
-    .venv/bin/python bench/train_speed.py            # 32 and 64 px, 2 threads, ~2-3 minutes on 2 cores
-    .venv/bin/python bench/train_speed.py --quick    # smoke run (~1 minute)
+    .venv/bin/python bench/train_speed.py            # 32 and 64 px, 2 threads: ~2 min on 2 idle cores
+    .venv/bin/python bench/train_speed.py --quick    # smoke run, 1 timed step per variant: ~1 min
+    (on a machine busy with other work, both take up to twice as long)
 
 What is measured, per resolution (fp32, batch 32, one training step = forward + MSE loss + backward + AdamW step):
 
@@ -12,12 +13,15 @@ What is measured, per resolution (fp32, batch 32, one training step = forward + 
   attention placement searched so that its training FLOPs per image (``torch.utils.flop_counter``, forward +
   backward) are within 10% of ours and its parameter count within 20% of ours;
 * both in NCHW and in channels_last. The four variants are timed round-robin (one step each in turn) so that the
-  load of other processes on the machine falls on all of them alike; the figure is the median step.
+  load of other processes on the machine falls on all of them alike; the figure is the median step. Each step's
+  process CPU time (all threads) is recorded too: the ratio and the share of sgemm are also given on CPU time,
+  a check that the load of other processes does not move.
 
 It prints ``ratio: X`` (ours / theirs, images per second, each model at its faster layout) per resolution, our
 achieved GFLOP/s against this machine's fp32 sgemm GFLOP/s (``torch.mm`` on 1024..2048 square matrices, measured
-in the same run and with the same threads), and where our step's time goes (torch.profiler, self CPU time grouped
-into conv / group_norm / modulation+elementwise / attention / optimizer / other).
+in the same rounds and with the same threads), and where the step's time goes (torch.profiler, self CPU time grouped
+into conv / group_norm / modulation+elementwise / attention / optimizer / other, ours beside theirs, and our top
+ops).
 """
 
 from __future__ import annotations
@@ -126,15 +130,15 @@ def fits(f: float, p: float, f_ref: float, p_ref: float) -> bool:
     return abs(f / f_ref - 1) <= 0.10 and abs(p / p_ref - 1) <= 0.20
 
 
-def search_theirs(ours_flops: int, ours_params: int, in_ch: int, res: int, k: int, d: int, groups: int,
-                  quick: bool) -> tuple[dict, int, int, int]:
+def search_theirs(ours_flops: int, ours_params: int, in_ch: int, res: int, k: int, d: int,
+                  groups: int) -> tuple[dict, int, int, int]:
     """Search diffusers' width / depth / attention for the same training FLOPs (<10%) and params (<20%).
 
     Parameter counts come from models built on the meta device (no init, no memory); the candidates within 20%
     are ranked by 3 x their forward FLOPs (a forward costs ~1/3 of a training step's FLOPs), and the best ones are
     then counted exactly (forward + backward) until one fits. Returns (spec, exact FLOPs, params, #candidates).
     """
-    bases = (32,) if quick else (24, 32, 40, 48)
+    bases = (24, 32, 40, 48)
     mults = ((1, 2, 2), (1, 2, 4), (1, 1, 2), (1, 2, 3))
     cands = []
     for base in bases:
@@ -175,13 +179,15 @@ class Variant:
         self.name, self.channels_last = name, channels_last
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         self.model = model.to(memory_format=fmt).train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.0)
+        # as soda.train builds it (torch's default AdamW implementation for CPU tensors)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=1e-4, weight_decay=0.0, betas=(0.9, 0.99))
         g = torch.Generator().manual_seed(1)
         self.x = torch.randn(batch, in_ch, res, res, generator=g).contiguous(memory_format=fmt)
         self.target = torch.randn(batch, 3, res, res, generator=g).contiguous(memory_format=fmt)
         self.t = torch.rand(batch, generator=g)
         self.z = torch.randn(batch, k, d, generator=g, requires_grad=True)
         self.times: list[float] = []
+        self.cpu: list[float] = []  # process CPU seconds (all threads) per step
 
     def step(self) -> None:
         out = self.model(self.x, self.t, self.z)
@@ -192,13 +198,18 @@ class Variant:
         self.z.grad = None
 
     def timed_step(self) -> None:
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         self.step()
         self.times.append(time.perf_counter() - t0)
+        self.cpu.append(time.process_time() - c0)
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+    @property
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu)
 
 
 class Sgemm:
@@ -214,20 +225,26 @@ class Sgemm:
         g = torch.Generator().manual_seed(2)
         self.mats = {n: (torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)) for n in self.SIZES}
         self.times: dict[int, list[float]] = {n: [] for n in self.SIZES}
+        self.cpu: dict[int, list[float]] = {n: [] for n in self.SIZES}
         for a, b in self.mats.values():  # warm-up
             torch.mm(a, b)
 
     def probe(self) -> None:
         for n, (a, b) in self.mats.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             torch.mm(a, b)
             self.times[n].append(time.perf_counter() - t0)
+            self.cpu[n].append(time.process_time() - c0)
 
     def gflops(self) -> dict[int, float]:
         return {n: 2 * n**3 / statistics.median(ts) / 1e9 for n, ts in self.times.items() if ts}
 
     def peak(self) -> float:
         return max(self.gflops().values())
+
+    def peak_per_cpu_s(self) -> float:
+        """GFLOP per CPU-second (all threads): the same machine figure with the background load taken out."""
+        return max(2 * n**3 / statistics.median(ts) / 1e9 for n, ts in self.cpu.items() if ts)
 
     def line(self) -> str:
         return ", ".join(f"{n}: {g:.1f}" for n, g in self.gflops().items())
@@ -247,52 +264,80 @@ def sgemm_gflops(reps: int = 3) -> Sgemm:
 GROUPS = ("conv", "group_norm", "modulation/elementwise", "attention", "optimizer (AdamW)", "other")
 
 
+ELEMENTWISE = {"aten::mul", "aten::mul_", "aten::add", "aten::add_", "aten::silu", "aten::silu_",
+               "aten::silu_backward", "aten::sum", "aten::sub", "aten::div", "aten::sigmoid", "aten::fill_",
+               "aten::zero_", "aten::neg"}
+
+
 def op_group(name: str) -> str:
     n = name.lower()
+    if n.startswith("adamw:") or n.startswith("optimizer."):
+        return "optimizer (AdamW)"
     if "conv" in n:
         return "conv"
     if "group_norm" in n:
         return "group_norm"
     if "scaled_dot_product" in n or "attention" in n or "softmax" in n or "bmm" in n:
         return "attention"
-    if "_foreach" in n or "adam" in n or "lerp" in n:
-        return "optimizer (AdamW)"
-    if any(k in n for k in ("aten::mul", "aten::add", "aten::silu", "aten::sum", "aten::sub", "aten::div",
-                            "aten::sigmoid", "aten::fill_", "aten::zero_", "aten::neg")):
+    if n in ELEMENTWISE:  # modulation h * (1 + s) + b, SiLU, residual adds, their backward and bias-grad sums
         return "modulation/elementwise"
-    return "other"
+    return "other"  # incl. linear layers (addmm/mm), cat/copy, upsampling, loss
 
 
-def profile_breakdown(v: Variant, steps: int, top: int, conv_flops: tuple[float, float], sgemm: float) -> list[str]:
-    """Self-CPU-time breakdown of ``steps`` training steps; ``conv_flops`` = (forward, backward) conv FLOPs/step."""
+def profile_steps(v: Variant, steps: int):
+    """Per-op {name: [self us, calls]}, total self us, per-group self us over ``steps`` training steps.
+
+    Ops run inside ``optimizer.step()`` are counted as "AdamW: <op>" (found through the profiler's event tree).
+    """
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(steps):
             v.step()
-    ev = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
-    total = sum(e.self_cpu_time_total for e in ev)
+    ops: dict[str, list] = defaultdict(lambda: [0.0, 0])
+    for e in prof.events():
+        if e.self_cpu_time_total <= 0:
+            continue
+        name, p = e.name, e
+        while p is not None:
+            if p.name.startswith("Optimizer.step"):
+                name = name if name.startswith("Optimizer.") else f"AdamW: {name}"
+                break
+            p = p.cpu_parent
+        ops[name][0] += e.self_cpu_time_total
+        ops[name][1] += 1
     by_group: dict[str, float] = defaultdict(float)
+    for name, (t, _) in ops.items():
+        by_group[op_group(name)] += t
+    return ops, sum(t for t, _ in ops.values()), by_group
+
+
+def profile_breakdown(v: Variant, ref: Variant | None, steps: int, top: int, conv_flops: tuple[float, float],
+                      sgemm: float) -> list[str]:
+    """Self-CPU-time breakdown of ours (and, side by side, of ``ref``); ``conv_flops`` = ours' (fwd, bwd)/step."""
+    ops, total, by_group = profile_steps(v, steps)
+    r_total, r_group = profile_steps(ref, steps)[1:] if ref is not None else (0.0, {})
     conv_t = [0.0, 0.0]  # forward, backward (us)
-    for e in ev:
-        g = op_group(e.key)
-        by_group[g] += e.self_cpu_time_total
-        if g == "conv":
-            conv_t["backward" in e.key] += e.self_cpu_time_total
-    lines = [f"  where our step's time goes ({v.name}, torch.profiler self CPU time over {steps} step(s), "
-             f"{total / 1e3 / steps:.0f} ms/step under the profiler):"]
+    for name, (t, _) in ops.items():
+        if op_group(name) == "conv":
+            conv_t["backward" in name] += t
+    ms = 1e3 * steps
+    head = f"  where the step's time goes (torch.profiler self CPU time, ms/step): ours ({v.name}) {total / ms:.0f}"
+    lines = [head + (f" | theirs ({ref.name}) {r_total / ms:.0f}" if ref is not None else "")]
     for g in GROUPS:
-        lines.append(f"    {g:<24s} {100 * by_group[g] / total:5.1f}%")
+        row = f"    {g:<24s} ours {by_group[g] / ms:7.1f} ({100 * by_group[g] / total:4.1f}%)"
+        if ref is not None:
+            row += f"   theirs {r_group.get(g, 0.0) / ms:7.1f} ({100 * r_group.get(g, 0.0) / r_total:4.1f}%)"
+        lines.append(row)
     rates = [conv_flops[i] * steps / (conv_t[i] / 1e6) / 1e9 if conv_t[i] else 0.0 for i in (0, 1)]
-    lines.append(f"  conv kernels alone: forward {rates[0]:.1f} GFLOP/s ({100 * rates[0] / sgemm:.0f}% of sgemm), "
+    lines.append(f"  our conv kernels alone: forward {rates[0]:.1f} GFLOP/s ({100 * rates[0] / sgemm:.0f}% of sgemm), "
                  f"backward {rates[1]:.1f} GFLOP/s ({100 * rates[1] / sgemm:.0f}% of sgemm); "
                  f"even if every non-conv op took no time, ours would be at most "
                  f"{total / max(by_group['conv'], 1e-9):.2f}x faster")
-    lines.append(f"  top {top} ops by self CPU time:")
-    for e in sorted(ev, key=lambda e: -e.self_cpu_time_total)[:top]:
-        lines.append(f"    {e.key[:56]:<56s} {100 * e.self_cpu_time_total / total:5.1f}%  "
-                     f"{e.self_cpu_time_total / 1e3 / steps:7.1f} ms/step  calls/step {e.count // steps:4d}  "
-                     f"[{op_group(e.key)}]")
+    lines.append(f"  our top {top} ops by self CPU time:")
+    for name, (t, n) in sorted(ops.items(), key=lambda kv: -kv[1][0])[:top]:
+        lines.append(f"    {name[:56]:<56s} {100 * t / total:5.1f}%  {t / ms:7.1f} ms/step  "
+                     f"calls/step {n // steps:4d}  [{op_group(name)}]")
     return lines
 
 
@@ -315,7 +360,7 @@ def run_resolution(res: int, args, prev_spec: dict | None) -> dict:
             found = (prev_spec, f, p, 0)
     how = "the previous resolution's match, still within bounds"
     if found is None:
-        found = search_theirs(f_ours, p_ours, in_ch, res, k, d, u.groups, args.quick)
+        found = search_theirs(f_ours, p_ours, in_ch, res, k, d, u.groups)
         how = f"best of {found[3]} searched configs within 20% params"
     spec, f_theirs, p_theirs, _ = found
     how += f", {time.perf_counter() - t0:.0f} s"
@@ -346,11 +391,13 @@ def run_resolution(res: int, args, prev_spec: dict | None) -> dict:
     peak = sg.peak()
 
     ips = {v.name: args.batch / v.median for v in variants}
+    nt = torch.get_num_threads()
     for v in variants:
         f = f_ours if v.name.startswith("ours") else f_theirs
         spread = f"{min(v.times):.2f}-{max(v.times):.2f} s"
-        print(f"  {v.name:<22s} {1e3 * v.median:8.1f} ms/step ({spread})  {ips[v.name]:7.1f} img/s  "
-              f"{f * ips[v.name] / 1e9:6.1f} GFLOP/s")
+        print(f"  {v.name:<22s} {1e3 * v.median:8.1f} ms/step ({spread})  {ips[v.name]:6.1f} img/s  "
+              f"{f * ips[v.name] / 1e9:6.1f} GFLOP/s   CPU {v.median_cpu:5.2f} s/step "
+              f"({100 * v.median_cpu / (v.median * nt):3.0f}% of {nt} threads x wall)")
     print(f"  fp32 sgemm (torch.mm, same rounds), GFLOP/s: {sg.line()}")
     best_ours = max(("ours/NCHW", "ours/channels_last"), key=ips.get)
     best_theirs = max(("theirs/NCHW", "theirs/channels_last"), key=ips.get)
@@ -362,27 +409,38 @@ def run_resolution(res: int, args, prev_spec: dict | None) -> dict:
     gf = f_ours * ips[best_ours] / 1e9
     print(f"ours achieved: {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of fp32 sgemm {peak:.1f} GFLOP/s "
           f"({res} px, {best_ours}; target >= 50%)")
+    # The same two figures on CPU time (process user+sys, all threads): other processes' load taken out.
+    cpu = {v.name: v.median_cpu for v in variants}
+    c_ours = min(("ours/NCHW", "ours/channels_last"), key=cpu.get)
+    c_theirs = min(("theirs/NCHW", "theirs/channels_last"), key=cpu.get)
+    ratio_cpu = cpu[c_theirs] / cpu[c_ours]
+    gf_cpu, sg_cpu = f_ours * args.batch / cpu[c_ours] / 1e9, sg.peak_per_cpu_s()
+    print(f"  on CPU time instead of wall time (load-independent check): ratio {ratio_cpu:.2f} "
+          f"({c_ours} vs {c_theirs}); ours {gf_cpu:.1f} GFLOP per CPU-second = {100 * gf_cpu / sg_cpu:.0f}% of "
+          f"sgemm's {sg_cpu:.1f}")
     best_v = next(v for v in variants if v.name == best_ours)
     if args.profile_steps > 0:
         conv_f = (ops_ours.get("aten.convolution", 0) * args.batch, ops_ours.get("aten.convolution_backward", 0)
                   * args.batch)
-        print("\n".join(profile_breakdown(best_v, args.profile_steps, args.top, conv_f, peak)))
-    return dict(res=res, ratio=ratio, gflops=gf, sgemm=peak, ips=ips, best=best_ours, spec=spec)
+        ref = next(v for v in variants if v.name == best_theirs)
+        print("\n".join(profile_breakdown(best_v, ref, args.profile_steps, args.top, conv_f, peak)))
+    return dict(res=res, ratio=ratio, gflops=gf, sgemm=peak, ips=ips, best=best_ours, spec=spec,
+                ratio_cpu=ratio_cpu, frac_cpu=gf_cpu / sg_cpu)
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    ap.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 4; --quick 1)")
+    ap.add_argument("--steps", type=int, default=None, help="timed steps per variant (default 3; --quick 1)")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per variant (default 1)")
     ap.add_argument("--res", type=int, nargs="+", default=[32, 64], help="resolutions (default 32 64)")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--profile-steps", type=int, default=None, help="profiled steps (default 2; --quick 1)")
+    ap.add_argument("--profile-steps", type=int, default=None, help="profiled steps of ours (default 1)")
     ap.add_argument("--top", type=int, default=12, help="ops listed in the breakdown")
-    ap.add_argument("--quick", action="store_true", help="smoke run: 1 timed step, smaller search (~1 minute)")
+    ap.add_argument("--quick", action="store_true", help="smoke run: 1 timed step per variant (~1 minute)")
     args = ap.parse_args(argv)
-    args.steps = args.steps if args.steps is not None else (1 if args.quick else 4)
-    args.profile_steps = args.profile_steps if args.profile_steps is not None else (1 if args.quick else 2)
+    args.steps = args.steps if args.steps is not None else (1 if args.quick else 3)
+    args.profile_steps = args.profile_steps if args.profile_steps is not None else 1
 
     torch.set_num_threads(args.threads)
     import diffusers
@@ -399,7 +457,8 @@ def main(argv=None) -> None:
     print(f"\nsummary (load average {os.getloadavg()[0]:.2f}):")
     for r in results:
         print(f"  {r['res']} px: ratio {r['ratio']:.2f}, ours {r['gflops']:.1f} GFLOP/s = "
-              f"{100 * r['gflops'] / r['sgemm']:.0f}% of sgemm {r['sgemm']:.1f} GFLOP/s ({r['best']})")
+              f"{100 * r['gflops'] / r['sgemm']:.0f}% of sgemm {r['sgemm']:.1f} GFLOP/s ({r['best']}); "
+              f"on CPU time: ratio {r['ratio_cpu']:.2f}, {100 * r['frac_cpu']:.0f}% of sgemm")
     print(f"total wall time {time.time() - t_start:.0f} s")
 
 

@@ -197,8 +197,14 @@ def refine_latent(
         noise = torch.randn(x0.shape, generator=g)
         with torch.enable_grad():
             zs = model.sections(z.repeat_interleave(n_noise, 0))
-            loss = diffusion_loss(lambda x_t, tt: model.denoise(x_t, tt, zs, rays), x0, sched, pred,
-                                  t=t.to(dev), noise=noise.to(dev))
+            loss = diffusion_loss(
+                lambda x_t, tt, zs=zs: model.denoise(x_t, tt, zs, rays),
+                x0,
+                sched,
+                pred,
+                t=t.to(dev),
+                noise=noise.to(dev),
+            )
             (grad,) = torch.autograd.grad(loss, z)  # only z: the shared model's parameters are never touched
         z.grad = grad
         opt.step()

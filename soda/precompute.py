@@ -102,8 +102,10 @@ def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
 def _writable(folder: Path) -> bool:
     if "snapshots" in folder.parts and any(p.startswith("models--") for p in folder.parts):
         return False  # never write into the hub cache's snapshot folders
-    target = folder if folder.exists() else folder.parent
-    return target.exists() and os.access(target, os.W_OK)
+    target = folder
+    while not target.exists() and target != target.parent:
+        target = target.parent  # the first existing ancestor decides (the cache root may not exist yet)
+    return os.access(target, os.W_OK)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -229,8 +231,14 @@ def ood_model(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 # ------------------------------------------------------------------------------------------------------------
 
 
-def compute_assets(model, n_examples: int = 16, n_map: int = 4000, n_components: int = 3, seed: int = 0,
-                   progress: Progress | None = None) -> ExplorerAssets:
+def compute_assets(
+    model,
+    n_examples: int = 16,
+    n_map: int = 4000,
+    n_components: int = 3,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> ExplorerAssets:
     """Encode held-out data of ``model``'s checkpoint and derive directions, the PCA map and the OOD model."""
     say = progress or (lambda f, s: None)
     say(0.0, "rendering held-out examples")
@@ -276,13 +284,21 @@ def compute_assets(model, n_examples: int = 16, n_map: int = 4000, n_components:
         ood_threshold=float(torch.quantile(dist, 0.99)),
         ood_typical=float(dist.median()),
         camera=camera,
-        meta={"n_map": int(Z.shape[0]), "n_examples": int(ex_z.shape[0]), "n_components": n_components,
-              "seed": seed},
+        meta={"n_map": int(Z.shape[0]), "n_examples": int(ex_z.shape[0]), "n_components": n_components, "seed": seed},
     )
 
 
-_TENSORS = ("example_latents", "section_dirs", "named_dirs", "map_latents", "pca_mean", "pca_axes", "map_pca",
-            "ood_mean", "ood_precision")
+_TENSORS = (
+    "example_latents",
+    "section_dirs",
+    "named_dirs",
+    "map_latents",
+    "pca_mean",
+    "pca_axes",
+    "map_pca",
+    "ood_mean",
+    "ood_precision",
+)
 
 
 def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
@@ -301,10 +317,16 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
                 tensors[k] = getattr(assets, k).long().contiguous()
         save_file(tensors, str(tmp / ASSETS_NAME))
         meta = {
-            "format": "soda-explorer", "version": ASSETS_VERSION, "fingerprint": fingerprint,
-            "example_captions": assets.example_captions, "named_labels": assets.named_labels,
-            "factor_names": assets.factor_names, "ood_threshold": assets.ood_threshold,
-            "ood_typical": assets.ood_typical, "camera": assets.camera, **assets.meta,
+            "format": "soda-explorer",
+            "version": ASSETS_VERSION,
+            "fingerprint": fingerprint,
+            "example_captions": assets.example_captions,
+            "named_labels": assets.named_labels,
+            "factor_names": assets.factor_names,
+            "ood_threshold": assets.ood_threshold,
+            "ood_typical": assets.ood_typical,
+            "camera": assets.camera,
+            **assets.meta,
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
         if folder.exists():
@@ -339,8 +361,17 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
             t = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError):
         return None
-    keys = ("example_captions", "named_labels", "factor_names", "ood_threshold", "ood_typical", "camera", "format",
-            "version", "fingerprint")
+    keys = (
+        "example_captions",
+        "named_labels",
+        "factor_names",
+        "ood_threshold",
+        "ood_typical",
+        "camera",
+        "format",
+        "version",
+        "fingerprint",
+    )
     return ExplorerAssets(
         examples=t["examples"].numpy(),
         **{k: t[k] for k in _TENSORS},
@@ -358,8 +389,14 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
     )
 
 
-def load_or_compute(model, n_examples: int = 16, n_map: int = 4000, n_components: int = 3, force: bool = False,
-                    progress: Progress | None = None) -> ExplorerAssets:
+def load_or_compute(
+    model,
+    n_examples: int = 16,
+    n_map: int = 4000,
+    n_components: int = 3,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> ExplorerAssets:
     """The cached assets of ``model``'s checkpoint, computing and storing them on first use."""
     ckpt = getattr(model, "checkpoint_dir", None)
     fp = weights_fingerprint(ckpt) if ckpt is not None else "unsaved"

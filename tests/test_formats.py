@@ -149,7 +149,8 @@ def test_folder_converts_every_mode_to_rgb(tmp_path):
     (tmp_path / "sub").mkdir()
     Image.new("RGB", (8, 8), (0, 255, 0)).save(tmp_path / "sub" / "f.jpg", quality=100)
     ds = ImageFolder(tmp_path, res=4)
-    assert [p.name for p in ds.files] == ["a_transparent.png", "b_palette.png", "c_16bit.png", "d_gray.png", "e_la.png", "f.jpg"]
+    names = ["a_transparent.png", "b_palette.png", "c_16bit.png", "d_gray.png", "e_la.png", "f.jpg"]
+    assert [p.name for p in ds.files] == names
     expect = {0: (1, 1, 1), 1: (-1, -1, 1), 2: (1, 1, 1), 3: (-1, -1, -1), 4: (-1, -1, -1), 5: (-1, 1, -1)}
     for i, rgb in expect.items():
         img = ds[i]["image"]

@@ -34,7 +34,8 @@ def test_factor_grid_sizes_and_values():
     top = torch.tensor([[9, 9, 9, 7, 3, 14]])
     vals = world.factor_values(top)[0].tolist()
     assert vals == pytest.approx([0.9, 0.9, 0.9, 1.25, 3.0, 30.0])
-    assert world.factor_values(torch.zeros(1, 6, dtype=torch.long))[0].tolist() == pytest.approx([0, 0, 0, 0.75, 0, -30])
+    bottom = world.factor_values(torch.zeros(1, 6, dtype=torch.long))[0].tolist()
+    assert bottom == pytest.approx([0, 0, 0, 0.75, 0, -30])
 
 
 def test_ravel_unravel_round_trip_in_shapes3d_order():
@@ -96,7 +97,8 @@ def test_spherical_camera_geometry():
     assert torch.allclose(c2w[0, :3, 3], expected, atol=1e-5)
     K, c2w = world.default_camera(64, batch=3)
     assert K.shape == (3, 3, 3) and c2w.shape == (3, 4, 4)
-    assert torch.allclose(cameras.project(torch.tensor(world.LOOK_AT).expand(3, 1, 3), K, c2w)[:, 0], torch.full((3, 2), 32.0), atol=1e-3)
+    uv = cameras.project(torch.tensor(world.LOOK_AT).expand(3, 1, 3), K, c2w)[:, 0]
+    assert torch.allclose(uv, torch.full((3, 2), 32.0), atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -194,3 +196,20 @@ def test_fixed_camera_renderer_matches_render():
 
 def test_describe_is_readable():
     assert world.describe(torch.tensor([3, 7, 1, 7, 0, 14])) == "F3 W7 O1 s1.25 cube +30deg"
+
+
+def test_candidate_culling_never_changes_the_image(monkeypatch):
+    # The renderer tests exact intersections only for rays inside the image box of the object's bounding box (and of
+    # its floor shadow). With unbounded boxes every ray is tested: the images must be bit-identical.
+    g = torch.Generator().manual_seed(4)
+    f = world.sample_factors(48, g)
+    K, c2w = world.sample_cameras(40, g, res=24)
+    lo, hi = zip(world.AZIMUTH_RANGE, world.ELEVATION_RANGE, world.RADIUS_RANGE)
+    corners = torch.tensor([[a, e, r] for a in (lo[0], hi[0]) for e in (lo[1], hi[1]) for r in (lo[2], hi[2])])
+    K2, c2w2 = world.spherical_camera(corners[:, 0], corners[:, 1], corners[:, 2], res=24)  # the range's corners
+    K, c2w = torch.cat([K, K2]), torch.cat([c2w, c2w2])
+    f[40:, 3] = 7  # largest objects for the closest cameras
+    culled = world.render(f, K, c2w, 24)
+    unbounded = (torch.full((48, 2), -math.inf), torch.full((48, 2), math.inf))
+    monkeypatch.setattr(world, "_pixel_rect", lambda points, K, c2w: unbounded)
+    assert torch.equal(world.render(f, K, c2w, 24), culled)

@@ -1,9 +1,9 @@
 """View pairs and evaluation sets: what the trainer and the evaluation read.
 
 Training streams are infinite ``IterableDataset``s that yield ready-made batches (use ``DataLoader(batch_size=None)``
-or iterate directly). Batch ``s`` of a stream is a pure function of (seed, stream id, s), where the stream id mixes
-``rank`` and the DataLoader worker id, so the same seed gives an identical stream, different ranks get different
-streams, and ``start_step`` resumes a stream exactly.
+or iterate directly). Batch ``s`` of a stream is a pure function of (seed, rank, s): the same seed gives an identical
+stream, different ranks get different streams, ``start_step`` resumes a stream exactly, and DataLoader workers split
+the steps among themselves so that the stream is the same for any ``num_workers``.
 
 - ``WorldPairs``: procedural scenes; ``multiview`` = the same scene from two cameras (rays for both), ``identity`` =
   target equals source (reconstruction).
@@ -38,9 +38,15 @@ def stream_seed(seed: int, stream: int, step: int) -> int:
     return (x ^ (x >> 31)) >> 1
 
 
-def _stream_id(rank: int, world_size: int) -> int:
+def _worker_steps(start_step: int):
+    """Steps this process yields: all of them, or every k-th from start + w in DataLoader worker w of k, so that the
+    DataLoader's round-robin delivers steps start, start + 1, ... exactly as with num_workers = 0."""
     info = get_worker_info()
-    return rank if info is None else rank + world_size * info.id
+    w, k = (0, 1) if info is None else (info.id, info.num_workers)
+    step = start_step + w
+    while True:
+        yield step
+        step += k
 
 
 def _to_signed(x: torch.Tensor) -> torch.Tensor:
@@ -97,10 +103,9 @@ class WorldPairs(IterableDataset):
         self.start_step = start_step
         self._fixed = None
 
-    def batch(self, step: int, stream: int | None = None) -> dict:
-        """The stream's batch number ``step`` (a pure function of seed, stream and step)."""
-        stream = self.rank if stream is None else stream
-        g = torch.Generator().manual_seed(stream_seed(self.seed, stream, step))
+    def batch(self, step: int) -> dict:
+        """The stream's batch number ``step`` (a pure function of seed, rank and step)."""
+        g = torch.Generator().manual_seed(stream_seed(self.seed, self.rank, step))
         B, res, dev = self.batch_size, self.res, self.device
         factors = world.sample_factors(B, g, self.split)
         if self.camera == "fixed":
@@ -146,11 +151,8 @@ class WorldPairs(IterableDataset):
         }
 
     def __iter__(self):
-        stream = _stream_id(self.rank, self.world_size)
-        step = self.start_step
-        while True:
-            yield self.batch(step, stream)
-            step += 1
+        for step in _worker_steps(self.start_step):
+            yield self.batch(step)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -234,24 +236,20 @@ class AugmentPairs(IterableDataset):
         v = random_resized_crop(x, self.res, g, self.scale, self.ratio, self.flip)
         return colour_jitter(v, g, self.jitter_strength) if self.color_jitter else v
 
-    def batch(self, step: int, stream: int | None = None) -> dict:
-        """The stream's batch number ``step``; also returns the source ``index`` (B,) long."""
-        stream = self.rank if stream is None else stream
-        g = torch.Generator().manual_seed(stream_seed(self.seed, 1_000_003 + stream, step))
+    def batch(self, step: int) -> dict:
+        """The stream's batch number ``step``: {'src', 'tgt'} (B,3,res,res) in [-1,1]."""
+        g = torch.Generator().manual_seed(stream_seed(self.seed, 1_000_003 + self.rank, step))
         idx = torch.randint(len(self.source), (self.batch_size,), generator=g)
         src, tgt = [], []
         for i in idx.tolist():
             x = _as_image(self.source[i])
             src.append(self._view(x, g))
             tgt.append(self._view(x, g))
-        return {"src": torch.stack(src), "tgt": torch.stack(tgt), "index": idx}
+        return {"src": torch.stack(src), "tgt": torch.stack(tgt)}
 
     def __iter__(self):
-        stream = _stream_id(self.rank, self.world_size)
-        step = self.start_step
-        while True:
-            yield self.batch(step, stream)
-            step += 1
+        for step in _worker_steps(self.start_step):
+            yield self.batch(step)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -11,11 +11,16 @@ A scene is six integer factors on the Shapes3D grid (``FACTOR_NAMES`` / ``FACTOR
 degrees about the vertical axis). The cylinder stands upright; the capsule lies on its side along its local x axis, so
 orientation is visible for the cube and the capsule and, as in reality, invisible for the sphere and the cylinder.
 
-Shading: Lambert with ambient term from one fixed directional light (``LIGHT_DIR``), a shadow cast by the object onto
-the floor, 2x2 supersampling (any ``supersample``). Rendering separates geometry from colour: the geometry pass gives
-three per-pixel weights (floor, wall, object: shading x coverage), and the image is their sum with the three
-colours. With a fixed camera the geometry depends only on (shape, scale, orientation), so ``FixedCameraRenderer``
-caches it and colours scenes at the cost of one small einsum.
+Shading: Lambert with an ambient term from one fixed directional light (``LIGHT_DIR``), the object's shadow cast on
+the floor (the light is high enough that it never reaches a wall), 2x2 supersampling (any ``supersample``).
+
+How it is fast: images are rendered in chunks of about 2^18 rays, sorted by shape. Every ray meets the room (three
+divisions: the camera is inside the box); only rays inside the image box of the object's bounding box are gathered
+and tested exactly against the object, and only floor rays inside the image box of the floor shadow of that bounding
+box cast shadow rays. The culling is conservative (a test renders without it and gets bit-identical images). Rendering
+separates geometry from colour: the geometry pass gives three per-pixel weights (floor, wall, object: shading x
+coverage) and the image is their sum with the three colours. With a fixed camera the geometry depends only on
+(shape, scale, orientation), so ``FixedCameraRenderer`` caches it and colours scenes with one small einsum.
 """
 
 from __future__ import annotations
@@ -290,16 +295,15 @@ def _hit_capsule(o, d, r, half_len, light, want_shade=True):
 
 
 def object_geometry(shape: torch.Tensor, scale: torch.Tensor):
-    """(B,) shape index and (B,) scale -> (centre height (B,), bounding radius (B,), size params (B,2))."""
+    """(B,) shape index and (B,) scale -> (centre height (B,), size params (B,2)).
+
+    Size params: cube (half-size, half-size); cylinder (radius, half-height); sphere (radius, radius); capsule
+    (radius, half length of its axis segment). Every object rests on the floor, so its centre height is p0.
+    """
     s = scale.float()
-    # cube: half-size; cylinder: radius, half-height; sphere: radius; capsule: radius, half segment length.
     p0 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.35 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
     p1 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.45 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
-    height = p0.clone()  # every object rests on the floor: centre height = half-size / radius
-    bound = (
-        torch.stack([p0 * math.sqrt(3), torch.hypot(p0, p1), p0, p0 + p1], dim=1).gather(1, shape[:, None]).squeeze(1)
-    )
-    return height, bound * 1.001, torch.stack([p0, p1], dim=1)
+    return p0.clone(), torch.stack([p0, p1], dim=1)
 
 
 def _intersect_object(shape_id: int, o, d, params, light, want_shade):
@@ -328,22 +332,59 @@ def _unit_camera_dirs(k_key: tuple, res: int, ss: int, device: str) -> torch.Ten
     return torch.nn.functional.normalize(d, dim=0).float().to(device)
 
 
+def _aabb_half_extents(shape, params, cos_t, sin_t):
+    """(B,) shapes, (B,2) size params, rotation -> (B,3) half extents of the object's world-axis bounding box."""
+    p0, p1 = params[:, 0], params[:, 1]
+    c, s = cos_t.abs(), sin_t.abs()
+    ext = torch.stack(
+        [
+            torch.stack([p0 * (c + s), p0 * (c + s), p0], 1),  # cube
+            torch.stack([p0, p0, p1], 1),  # cylinder
+            torch.stack([p0, p0, p0], 1),  # sphere
+            torch.stack([p1 * c + p0, p1 * s + p0, p0], 1),  # capsule along its local x
+        ],
+        dim=1,
+    )  # (B,4,3)
+    return ext[torch.arange(shape.shape[0], device=shape.device), shape] * 1.01 + 1e-4
+
+
+_BOX_SIGNS = torch.tensor([[i, j, k] for i in (-1.0, 1.0) for j in (-1.0, 1.0) for k in (-1.0, 1.0)])  # (8,3)
+
+
+def _pixel_rect(points, K, c2w):
+    """World points (B,P,3) -> (lo (B,2), hi (B,2)): the pixel-coordinate box that contains their projections.
+    Images where a point is not in front of the camera get an unbounded box (every ray is a candidate)."""
+    R, o = c2w[:, :3, :3], c2w[:, :3, 3]
+    cam = torch.einsum("bpi,bij->bpj", points - o[:, None], R)  # (B,P,3) camera coordinates
+    z = cam[..., 2:3]
+    uv = cam[..., :2] / z.clamp(min=1e-6) * torch.stack([K[:, 0, 0], K[:, 1, 1]], 1)[:, None] + K[:, None, :2, 2]
+    lo, hi = uv.min(1).values, uv.max(1).values
+    behind = (z[..., 0] <= 1e-3).any(1, keepdim=True)
+    return lo.masked_fill(behind, -INF), hi.masked_fill(behind, INF)
+
+
+def _rect_mask(lo, hi, res, ss):
+    """Pixel boxes (B,2) -> (B,N) bool over the sub-sample-major rays whose sample position lies in the box."""
+    pos = torch.arange(res, device=lo.device)[None, :] + (torch.arange(ss, device=lo.device)[:, None] + 0.5) / ss
+    cols = (pos >= lo[:, 0, None, None]) & (pos <= hi[:, 0, None, None])  # (B,ss,res)
+    rows = (pos >= lo[:, 1, None, None]) & (pos <= hi[:, 1, None, None])
+    B = lo.shape[0]
+    return (rows[:, :, None, :, None] & cols[:, None, :, None, :]).view(B, -1)
+
+
 def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
     """One chunk of images sorted by shape -> (B,3,res,res) surface weights (supersampled, then averaged)."""
     device = c2w.device
-    B, N = c2w.shape[0], res * res * ss * ss
+    B, M = c2w.shape[0], res * res
+    N = M * ss * ss
     # Ray directions in world axes as (3,B,N): one GEMM when all images share intrinsics (the usual case).
     R = c2w[:, :3, :3].transpose(0, 1)  # (3 world axes, B, 3 camera axes)
-    if _same(K):
-        k = K[0]
-        dcam = _unit_camera_dirs((float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])), res, ss, str(device))
-        D = torch.mm(R.reshape(3 * B, 3), dcam).view(3, B, N)
+    keys = [(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])) for k in (K[:1] if _same(K) else K)]
+    if len(keys) == 1:
+        D = torch.mm(R.reshape(3 * B, 3), _unit_camera_dirs(keys[0], res, ss, str(device))).view(3, B, N)
     else:
-        dcams = [
-            _unit_camera_dirs((float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])), res, ss, str(device))
-            for k in K
-        ]
-        D = torch.einsum("abj,bjn->abn", R, torch.stack(dcams)).contiguous()
+        dcams = torch.stack([_unit_camera_dirs(key, res, ss, str(device)) for key in keys])
+        D = torch.einsum("abj,bjn->abn", R, dcams).contiguous()
     dx, dy, dz = D[0], D[1], D[2]  # (B,N) each, contiguous
     o = c2w[:, :3, 3]  # (B,3) camera centres
     ox, oy, oz = o[:, 0:1], o[:, 1:2], o[:, 2:3]  # (B,1)
@@ -353,17 +394,16 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
     tx = ROOM_HALF / dx.abs() - ox / dx  # wall x = sign(dx) * ROOM_HALF
     ty = ROOM_HALF / dy.abs() - oy / dy
     tz = (-oz / dz).masked_fill_(dz >= 0, INF)  # floor
-    txy = torch.minimum(tx, ty)
-    floor = tz < txy  # (B,N) bool
-    # n.L of the surface hit: wall x = +-R has normal -+x, so it is lit only when the ray travels towards the light's
-    # opposite side; likewise for y; the floor has n.L = lz.
+    floor = tz < torch.minimum(tx, ty)  # (B,N) bool
+    # n.L of the surface hit: the wall x = +-R has normal -+x, so it is lit only if the light is on the -+x side;
+    # likewise for y; the floor has n.L = lz.
     lam = torch.where(
         tx < ty, torch.where(dx > 0, max(-lx, 0.0), max(lx, 0.0)), torch.where(dy > 0, max(-ly, 0.0), max(ly, 0.0))
     )
     lam.masked_fill_(floor, lz)
 
     # --- per-image object frame, packed so that one gather serves every per-ray parameter.
-    height, bound, params = object_geometry(shape, scale)
+    height, params = object_geometry(shape, scale)
     # The cylinder and the sphere are symmetric about z: their frame is not rotated (and their rays skip the rotation).
     th = torch.deg2rad(orient_deg.float()).masked_fill((shape == 1) | (shape == 2), 0.0)
     cos_t, sin_t = torch.cos(th), torch.sin(th)
@@ -372,87 +412,93 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
         [
             cos_t,
             sin_t,
-            cos_t * cx + sin_t * cy,
+            cos_t * cx + sin_t * cy,  # 2..4: camera centre in the object frame
             -sin_t * cx + cos_t * cy,
-            cz,  # camera centre in the object frame
-            params[:, 0],
+            cz,
+            params[:, 0],  # 5, 6: size parameters
             params[:, 1],
-            cos_t * lx + sin_t * ly,
+            cos_t * lx + sin_t * ly,  # 7..9: light in the object frame
             -sin_t * lx + cos_t * ly,
-            torch.full_like(cos_t, lz),  # light in the object frame
-            -height,
+            torch.full_like(cos_t, lz),
+            -height,  # 10: floor height in the object frame
         ],
         dim=1,
     )  # (B,11)
     shape_list = shape.tolist()
     bounds = [0] + [i + 1 for i in range(B - 1) if shape_list[i + 1] != shape_list[i]] + [B]
+    light_const = tuple(torch.tensor(v, device=device) for v in LIGHT_DIR)
 
-    def run_groups(idx, world_dirs, world_origins, want_shade):
-        """Sorted flat ray indices -> (t, n.L), each shape evaluated on its own images' rays only.
+    def run_groups(idx, img, rays, shadow):
+        """Sorted flat ray indices and their image numbers -> (t, n.L), each shape evaluated on its own images' rays.
 
-        Primary rays: world_dirs = (dx, dy, dz) flat, origins from the table. Shadow rays: world_origins = (px, py)
-        flat on the floor, directions = the light.
+        Primary rays: `rays` = their world directions, origins from the table. Shadow rays: `rays` = their floor
+        points (x, y), direction the light.
         """
-        t_out = torch.full((idx.numel(),), INF, device=device)
-        ndl_out = torch.zeros(idx.numel(), device=device) if want_shade else None
         cuts = torch.searchsorted(idx, torch.tensor(bounds, device=device) * N).tolist()
+        t_parts, ndl_parts = [], []
         for g in range(len(bounds) - 1):
             lo_i, hi_i = cuts[g], cuts[g + 1]
             if hi_i == lo_i:
                 continue
-            sel = idx[lo_i:hi_i]
             sid = shape_list[bounds[g]]
-            P = table.index_select(0, sel // N).T.contiguous()  # (11, M)
-            c, s = P[0], P[1]
+            P = table.index_select(0, img[lo_i:hi_i])  # (M,11); its columns are used as strided views
+            c, s = P[:, 0], P[:, 1]
             rotate = sid in (0, 3)
-            if world_dirs is not None:
-                wx, wy, wz = (v.index_select(0, sel) for v in world_dirs)
-                if rotate:
-                    o_l, d_l, light = (P[2], P[3], P[4]), (c * wx + s * wy, c * wy - s * wx, wz), (P[7], P[8], P[9])
-                else:
-                    o_l, d_l, light = (P[2], P[3], P[4]), (wx, wy, wz), (P[7], P[8], P[9])
+            if not shadow:
+                wx, wy, wz = rays[0][lo_i:hi_i], rays[1][lo_i:hi_i], rays[2][lo_i:hi_i]
+                d_l = (c * wx + s * wy, c * wy - s * wx, wz) if rotate else (wx, wy, wz)
+                o_l, light = (P[:, 2], P[:, 3], P[:, 4]), (P[:, 7], P[:, 8], P[:, 9])
+                t, ndl = _intersect_object(sid, o_l, d_l, (P[:, 5], P[:, 6]), light, True)
+                ndl_parts.append(ndl)
             else:
-                px, py = (v.index_select(0, sel) for v in world_origins)
+                px, py = rays[0][lo_i:hi_i], rays[1][lo_i:hi_i]
                 if rotate:
-                    o_l, d_l = (c * px + s * py, c * py - s * px, P[10]), (P[7], P[8], P[9])
+                    o_l, d_l = (c * px + s * py, c * py - s * px, P[:, 10]), (P[:, 7], P[:, 8], P[:, 9])
                 else:
-                    o_l, d_l = (px, py, P[10]), tuple(torch.tensor(v, device=device) for v in LIGHT_DIR)
-                light = None
-            t, ndl = _intersect_object(sid, o_l, d_l, (P[5], P[6]), light, want_shade)
-            t_out[lo_i:hi_i] = t
-            if want_shade:
-                ndl_out[lo_i:hi_i] = ndl
-        return t_out, ndl_out
+                    o_l, d_l = (px, py, P[:, 10]), light_const
+                t, _ = _intersect_object(sid, o_l, d_l, (P[:, 5], P[:, 6]), None, False)
+            t_parts.append(t)
+        if not t_parts:
+            return torch.empty(0, device=device), torch.empty(0, device=device)
+        t = t_parts[0] if len(t_parts) == 1 else torch.cat(t_parts)
+        ndl = None if shadow else ndl_parts[0] if len(ndl_parts) == 1 else torch.cat(ndl_parts)
+        return t, ndl
 
-    # --- primary rays against the object: a bounding-sphere test picks candidates, exact tests run on those only.
-    b = cx[:, None] * dx + cy[:, None] * dy + cz[:, None] * dz  # (B,N) = (o - c).d
-    cc = (cx * cx + cy * cy + cz * cz - bound * bound)[:, None]
-    cand = ((b * b > cc) & (b < 0)).view(-1).nonzero().squeeze(1)
-    t_obj, ndl_obj = run_groups(cand, (dx.reshape(-1), dy.reshape(-1), dz.reshape(-1)), None, True)
+    def compact(mask):
+        """(B,N) bool -> (sorted flat indices, their image numbers)."""
+        counts = mask.sum(1)
+        return mask.view(-1).nonzero().squeeze(1), torch.repeat_interleave(torch.arange(B, device=device), counts)
+
+    # --- candidates: rays inside the image box of the object's bounding box (and of its shadow, on the floor).
+    centre = torch.stack([torch.zeros_like(height), torch.zeros_like(height), height], 1)  # (B,3)
+    corners = centre[:, None] + _BOX_SIGNS.to(device) * _aabb_half_extents(shape, params, cos_t, sin_t)[:, None]
+    cand, cand_img = compact(_rect_mask(*_pixel_rect(corners, K, c2w), res, ss))
+    flat = (dx.view(-1).index_select(0, cand), dy.view(-1).index_select(0, cand), dz.view(-1).index_select(0, cand))
+    t_obj, ndl_obj = run_groups(cand, cand_img, flat, shadow=False)
     hit = torch.isfinite(t_obj)
     obj_idx, obj_ndl = cand[hit], ndl_obj[hit]
 
-    # --- the object's shadow on the floor: candidates lie in the floor shadow of its bounding sphere.
     if shadows:
-        px, py = ox + tz * dx, oy + tz * dy  # (B,N) floor hit points (z = 0); meaningless off the floor
-        sx, sy = (-height * lx / lz)[:, None], (-height * ly / lz)[:, None]  # floor shadow of the object centre
-        rad = (bound / lz)[:, None]
-        near = floor & ((px - sx).square_() + (py - sy).square_() < rad * rad)
+        # The shadow lies in the floor projection, along the light, of the bounding box corners.
+        shadow_pts = corners - corners[..., 2:3] / lz * torch.tensor(LIGHT_DIR, device=device)
+        near = _rect_mask(*_pixel_rect(shadow_pts, K, c2w), res, ss).logical_and_(floor)
         near.view(-1)[obj_idx] = False
-        scand = near.view(-1).nonzero().squeeze(1)
-        t_sh, _ = run_groups(scand, None, (px.reshape(-1), py.reshape(-1)), False)
+        scand, img = compact(near)
+        t_floor = tz.view(-1).index_select(0, scand)
+        px = o[:, 0].index_select(0, img) + t_floor * dx.view(-1).index_select(0, scand)  # floor points (z = 0)
+        py = o[:, 1].index_select(0, img) + t_floor * dy.view(-1).index_select(0, scand)
+        t_sh, _ = run_groups(scand, img, (px, py), shadow=True)
         lam.view(-1)[scand[torch.isfinite(t_sh)]] = 0.0
 
     shade = lam.mul_(1.0 - AMBIENT).add_(AMBIENT)  # (B,N)
-    shade.view(-1)[obj_idx] = AMBIENT + (1.0 - AMBIENT) * obj_ndl.clamp(min=0.0)
-    on_obj = torch.zeros_like(floor)
-    on_obj.view(-1)[obj_idx] = True
+    obj_shade = obj_ndl.clamp_(min=0.0).mul_(1.0 - AMBIENT).add_(AMBIENT)
+    shade.view(-1)[obj_idx] = obj_shade
     floor.view(-1)[obj_idx] = False
-    # Average the ss*ss sub-sample blocks (sub-sample-major ray order: a sum of contiguous blocks) per surface.
-    M = res * res
+    # Average the ss*ss sub-samples of each pixel (sub-sample-major ray order: a sum of contiguous blocks) per surface.
     w_all = shade.view(B, ss * ss, M).sum(1)
-    w_floor = (shade * floor).view(B, ss * ss, M).sum(1)
-    w_obj = (shade * on_obj).view(B, ss * ss, M).sum(1)
+    w_floor = torch.where(floor, shade, 0.0).view(B, ss * ss, M).sum(1)
+    pixel = (obj_idx // N) * M + obj_idx % M
+    w_obj = torch.zeros(B * M, device=device).index_add_(0, pixel, obj_shade).view(B, M)
     weights = torch.stack([w_floor, w_all - w_floor - w_obj, w_obj], dim=1)  # (B,3,M)
     return weights.mul_(1.0 / (ss * ss)).view(B, 3, res, res)
 
@@ -462,7 +508,7 @@ def _same(K: torch.Tensor) -> bool:
 
 
 def _ray_budget(device: torch.device) -> int:
-    return 1 << 22 if device.type == "cuda" else 1 << 16
+    return 1 << 22 if device.type == "cuda" else 1 << 18
 
 
 def render_geometry(

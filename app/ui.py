@@ -1,0 +1,163 @@
+"""build_demo(explorer) -> gr.Blocks: the page layout and its event wiring. No tensors here.
+
+Panels live in their own files (edit_panel, views_panel, map_panel, export_panel); this file holds the header
+(checkpoint picker, model card, quality, seed), the tabs and the checkpoint switch that refreshes every panel.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import edit_panel, export_panel, map_panel, views_panel
+from .common import PRIVATE, Ctx, guard
+from .explorer import MAX_SEED, Explorer
+from .uploads import MAX_BYTES
+
+CSS = """
+.pix img, .pix canvas { image-rendering: pixelated; }
+#input-img img, #recon img, #edited img, #novel-view img, #mixed img, .pix .image-frame img {
+  width: 100% !important; height: 100% !important; object-fit: contain; }
+.psnr { padding: 1px 8px; border-radius: 9px; font-weight: 600; color: white; }
+.psnr-good { background: #1a7f37; } .psnr-fair { background: #9a6700; } .psnr-poor { background: #cf222e; }
+#map { min-height: 480px; }
+"""
+
+CLIP_NOTE = """### Directions (CLIP) — coming soon
+This panel will name each slider automatically by scoring its traversal with an open_clip model against a
+vocabulary, and turn a typed prompt into a new slider. CLIP weights will come from a local file, an environment
+variable or the hub when reachable; without them this panel says so and the rest of the explorer is unaffected."""
+
+
+def launch_options() -> dict:
+    """Keyword arguments for ``demo.launch`` (gradio 6 takes css and theme there)."""
+    return {"css": CSS, "max_file_size": MAX_BYTES, "show_error": False}
+
+
+def build_demo(ex: Explorer) -> gr.Blocks:
+    """The whole explorer page for ``ex`` (its default checkpoint must load)."""
+    m = ex.get()
+    with gr.Blocks(title="SODA latent explorer", delete_cache=(1800, 3600)) as demo:
+        st = gr.State(ex.new_state())
+        gr.Markdown(
+            "# SODA latent explorer\nEdit images through the sections of a bottleneck diffusion model's "
+            "latent, interpolate, mix sections, change the camera and browse the latent space."
+        )
+        with gr.Row(equal_height=True):
+            ckpt = gr.Dropdown(
+                ex.allowed,
+                value=ex.default_key,
+                allow_custom_value=True,
+                label="Checkpoint",
+                info="listed folders or a hub id (owner/name)",
+                scale=3,
+                elem_id="ckpt",
+            )
+            open_btn = gr.Button("Open", scale=0, min_width=80)
+            quality = gr.Radio(
+                ["preview", "full"],
+                value="full",
+                label="Quality",
+                info=f"steps: {m.model.cfg.diffusion.preview_steps} / {m.model.cfg.diffusion.sample_steps}",
+                scale=2,
+                elem_id="quality",
+            )
+            seed = gr.Number(0, precision=0, minimum=0, maximum=MAX_SEED, label="Decoder seed", scale=1, elem_id="seed")
+        with gr.Accordion("Model card", open=False):
+            card = gr.Markdown(ex.card(ex.default_key), label="Model card", elem_id="card")
+        ctx = Ctx(ex=ex, state=st, seed=seed, quality=quality)
+        with gr.Tabs(elem_id="tabs"):
+            with gr.Tab("Explore / edit", id="edit"):
+                ed = edit_panel.build(ctx)
+            with gr.Tab("Interpolate", id="interpolate"):
+                ip = views_panel.build_interpolate(ctx)
+            with gr.Tab("Mix sections", id="mix"):
+                mx = views_panel.build_mix(ctx)
+            with gr.Tab("Novel views", id="views"):
+                nv = views_panel.build_views(ctx)
+            with gr.Tab("Latent map", id="map-tab"):
+                mp = map_panel.build(ctx)
+            with gr.Tab("Directions (CLIP)", id="clip"):
+                gr.Markdown(CLIP_NOTE)
+            with gr.Tab("Export / API", id="export"):
+                xp = export_panel.build(ctx)
+        edit_panel.wire(ctx, ed)
+        views_panel.wire(ctx, ip, mx, nv)
+        map_panel.wire(ctx, mp)
+        export_panel.wire(ctx, xp)
+
+        @guard
+        def open_checkpoint(state, key, progress=gr.Progress()):
+            key = ex.check_choice(key)
+            progress(0, desc=f"loading {key}")
+            ex.get(key, progress=lambda f, msg: progress(f, desc=msg))
+            return ex.new_state(key), ex.card(key)
+
+        @guard
+        def refresh(state, view):
+            """Every panel follows the newly opened checkpoint."""
+            m = ex.get(state["ckpt"])
+            choices = ex.pick_choices(m)
+            pick_a, pick_b = (
+                gr.Dropdown(choices=choices, value=choices[1]),
+                gr.Dropdown(choices=choices, value=choices[min(2, len(choices) - 1)]),
+            )
+            secs = gr.CheckboxGroup(choices=views_panel.section_choices(m), value=[])
+            colors = map_panel.color_choices(ex, m.key)
+            zeros = ex.slider_values(m, {})
+            return [
+                edit_panel.gallery_items(m),
+                edit_panel.camera_note(m),
+                None,
+                None,
+                None,
+                "Pick an example or upload an image.",
+                None,
+                gr.Dropdown(choices=edit_panel.traversal_choices(m), value=None),
+                *edit_panel.slider_updates(m, zeros),
+                *edit_panel.title_updates(m),
+                pick_a,
+                pick_b,
+                secs,
+                pick_a,
+                pick_b,
+                secs,
+                views_panel.views_note(m),
+                gr.Dropdown(choices=colors, value=colors[0]),
+                gr.HTML(value=map_panel.figure_json(ex, m.key, "PCA", colors[0]), marker=[]),
+                "PCA",
+                gr.Radio(info=f"steps: {m.model.cfg.diffusion.preview_steps} / {m.model.cfg.diffusion.sample_steps}"),
+            ]
+
+        refresh_out = [
+            ed.gallery,
+            ed.camera_note,
+            ed.input_img,
+            ed.recon,
+            ed.edited,
+            ed.info,
+            ed.before_after,
+            ed.trav_slider,
+            *ctx.sliders,
+            *ctx.slider_titles,
+            ip.a,
+            ip.b,
+            ip.sections,
+            mx.a,
+            mx.b,
+            mx.from_b,
+            nv.note,
+            mp.color,
+            ctx.map_html,
+            ctx.view,
+            quality,
+        ]
+        open_btn.click(
+            open_checkpoint,
+            [st, ckpt],
+            [st, card],
+            api_name="open_checkpoint",
+            concurrency_id="load",
+            concurrency_limit=1,
+        ).then(refresh, [st, ctx.view], refresh_out, **PRIVATE)
+    demo.queue(default_concurrency_limit=2, max_size=64)
+    return demo

@@ -1,0 +1,157 @@
+"""soda.precompute: explorer assets are computed once, stored as safetensors + JSON (never pickled), found again by
+the weights' hash, and hold directions and distances with the properties the explorer relies on."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+import torch
+from conftest import randomise_output_layer
+
+from soda import api, precompute
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    from soda.config import SODAConfig
+    from soda.model import SODA
+
+    cfg = SODAConfig.from_yaml("tiny")
+    torch.manual_seed(0)
+    model = SODA(cfg.model)
+    randomise_output_layer(model)
+    for blk in model.modules():
+        if getattr(blk, "z_mod", None) is not None:
+            torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
+    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
+    model.save_pretrained(folder, full_config=cfg)
+    return folder
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SODA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_compute_store_and_reload(ckpt, cache):
+    model = api.load_model(str(ckpt))
+    seen = []
+    a = precompute.load_or_compute(model, n_examples=6, n_map=48, force=True, progress=lambda f, s: seen.append(f))
+    assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
+    assert a.folder == ckpt / "explorer"
+    assert sorted(p.name for p in a.folder.iterdir()) == ["assets.json", "assets.safetensors"]  # nothing pickled
+    assert a.examples.shape == (6, 16, 16, 3) and a.examples.dtype.name == "uint8"
+    assert a.example_latents.shape == (6, model.z_dim) and len(a.example_captions) == 6
+    assert a.map_latents.shape == (48, model.z_dim) and a.map_factors.shape == (48, 6)
+    assert a.section_dirs.shape == (model.n_sections, 3, model.z_dim)
+    assert a.factor_names[0] == "floor_hue" and "shape: sphere" in a.named_labels
+    b = precompute.load_or_compute(model, n_examples=6, n_map=48)  # found again, not recomputed
+    for k in ("example_latents", "section_dirs", "named_dirs", "map_latents", "pca_axes", "ood_precision"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
+    assert (a.examples == b.examples).all() and b.example_captions == a.example_captions
+    assert b.fingerprint == a.fingerprint == precompute.weights_fingerprint(ckpt)
+    # examples are the checkpoint's own encodings of its held-out images
+    x = api.from_uint8(a.examples[:2])
+    assert torch.allclose(api.encode(model, x), a.example_latents[:2], atol=1e-3)
+
+
+def test_other_weights_invalidate_the_cache(ckpt, cache, tmp_path):
+    import shutil
+
+    model = api.load_model(str(ckpt))
+    precompute.load_or_compute(model, n_examples=4, n_map=32)
+    other = tmp_path / "other"
+    shutil.copytree(ckpt, other)
+    m2 = api.load_model(str(other))
+    with torch.no_grad():
+        next(m2.parameters()).add_(0.01)
+    m2.save_pretrained(other, full_config=m2.full_config)  # keeps explorer/ but with the old fingerprint
+    m2 = api.load_model(str(other))
+    assert precompute.load_assets(other / "explorer", precompute.weights_fingerprint(other)) is None
+    fresh = precompute.load_or_compute(m2, n_examples=4, n_map=32)
+    assert fresh.fingerprint == precompute.weights_fingerprint(other)
+
+
+def test_read_only_checkpoint_uses_the_user_cache(ckpt, cache, tmp_path, monkeypatch):
+    import shutil
+
+    ro = tmp_path / "ro"
+    shutil.copytree(ckpt, ro, ignore=shutil.ignore_patterns("explorer"))
+    model = api.load_model(str(ro))
+    writable = precompute._writable
+    monkeypatch.setattr(precompute, "_writable", lambda d: ro not in d.parents and d != ro and writable(d))
+    a = precompute.load_or_compute(model, n_examples=4, n_map=32)
+    assert a.folder == cache / a.fingerprint and not (ro / "explorer").exists()
+    assert precompute.load_or_compute(model, n_examples=4, n_map=32).folder == a.folder
+    os.chmod(ro, stat.S_IRUSR | stat.S_IXUSR)  # a truly read-only folder is refused without the patch
+    try:
+        assert os.access(ro, os.W_OK) or not writable(ro / "explorer")
+    finally:
+        os.chmod(ro, stat.S_IRWXU)
+
+
+def test_hub_snapshots_are_never_written():
+    from pathlib import Path
+
+    snap = Path("/x/hub/models--a--b/snapshots/0123/explorer")
+    assert not precompute._writable(snap)
+
+
+def test_tsne_is_cached_beside_the_assets(ckpt, cache):
+    model = api.load_model(str(ckpt))
+    a = precompute.load_or_compute(model, n_examples=4, n_map=48)
+    y = precompute.tsne_map(a)
+    assert y.shape == (48, 2) and torch.isfinite(y).all()
+    assert (a.folder / precompute.TSNE_NAME).exists()
+    assert torch.equal(precompute.tsne_map(a), y)
+    meta = json.loads((a.folder / precompute.META_NAME).read_text())
+    assert meta["format"] == "soda-explorer" and meta["n_map"] == 48
+
+
+def test_label_direction_finds_the_informative_axis():
+    torch.manual_seed(0)
+    Z = torch.randn(600, 5)
+    y = Z[:, 3] > 0.2  # only axis 3 carries the label
+    d = precompute.label_direction(Z, y)
+    assert d[3] > 0 and d[3].abs() / d.norm() > 0.95
+    assert d.norm().item() == pytest.approx(1.0, rel=0.15)  # one std of Z along it
+
+
+def test_named_directions_per_factor_and_per_shape_class():
+    torch.manual_seed(1)
+    Z = torch.randn(400, 6)
+    f = torch.stack([(Z[:, 0] * 3 + 5).clamp(0, 9).round(), torch.randint(0, 4, (400,)).float()], 1).long()
+    dirs, labels = precompute.named_directions(Z, f, ["floor_hue", "shape"])
+    assert labels == ["floor_hue +", "shape: cube", "shape: cylinder", "shape: sphere", "shape: capsule"]
+    assert dirs.shape == (5, 6) and dirs[0, 0] / dirs[0].norm() > 0.9
+
+
+def test_ood_distance_separates_far_latents():
+    torch.manual_seed(2)
+    Z = torch.randn(500, 8) * torch.linspace(0.1, 2.0, 8)
+    mean, prec, dist = precompute.ood_model(Z)
+    thr = torch.quantile(dist, 0.99)
+    assert (dist <= thr).float().mean() >= 0.99
+    far = mean + torch.full((8,), 10.0)
+    d = (((far - mean) @ prec) * (far - mean)).sum().sqrt()
+    assert d > 3 * thr
+
+
+def test_principal_axes_are_orthonormal_with_fixed_signs():
+    torch.manual_seed(3)
+    Z = torch.randn(300, 6) @ torch.randn(6, 6)
+    mean, axes = precompute.principal_axes(Z, 4)
+    assert torch.allclose(axes @ axes.T, torch.eye(4), atol=1e-5)
+    assert (axes.gather(1, axes.abs().argmax(1, keepdim=True)) > 0).all()
+    _, again = precompute.principal_axes(Z.flip(0), 4)
+    assert torch.allclose(axes, again, atol=1e-4)
+
+
+def test_cli(ckpt, cache, capsys):
+    assert precompute.main([str(ckpt), "--n-map", "32", "--n-examples", "4"]) == 0
+    assert "explorer assets in" in capsys.readouterr().out
+    assert precompute.main([str(ckpt.parent / "missing")]) == 2
