@@ -78,7 +78,7 @@ class ViewsMixin:
         cam, notes = self.check_camera(m, azimuth, elevation, radius)
         return self.decode(m, z, self.steps(m, quality), seed, camera=cam)[0], notes
 
-    def orbit(self, state: dict, n, elevation, radius, seed, quality: str, batch: int = 4) -> Iterator:
+    def orbit(self, state: dict, n, elevation, radius, seed, steps, batch: int = 4) -> Iterator:
         """An orbit of the current edit: yields (done, total, frames so far, None), then (n, n, frames, GIF path)."""
         m, z = self.current(state)
         cam, _ = self.check_camera(m, api.default_camera().azimuth, elevation, radius)
@@ -86,7 +86,7 @@ class ViewsMixin:
         self.calls["orbit"] += 1
         cams = api.orbit_cameras(n, elevation=cam.elevation, radius=cam.radius)
         frames: list[np.ndarray] = []
-        steps = self.steps(m, quality)
+        steps = int(clip(steps, 1, 1000, "orbit steps"))
         for i in range(0, n, batch):
             chunk = cams[i : i + batch]
             rays = torch.cat([api.camera_rays(m.model, c) for c in chunk])

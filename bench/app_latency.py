@@ -3,9 +3,10 @@
     python bench/app_latency.py [--checkpoint assets/checkpoints/world32 | tiny] [--reps 10] [--threads N]
 
 Measures, through the same code the app runs (app.explorer): the slider preview (preview steps), a full render
-(sample steps), encoding an upload (decode the file, resize, encode), the PCA map of 5000 latents (projection and
-the plotly figure sent to the browser) and a 24-frame orbit GIF. Prints p50 / p95 and the ratio to each target.
-``--checkpoint tiny`` builds a random `tiny` model in a temporary folder (a smoke run, not a speed figure).
+(sample steps), encoding an upload (decode the file, resize, encode), the PCA map of 5000 latents (fit, projection
+and the plotly figure sent to the browser) and a 24-frame orbit GIF at the app's default orbit steps. Prints p50 /
+p95 and the ratio to each target. ``--checkpoint tiny`` builds a random `tiny` model in a temporary folder (a smoke
+run, not a speed figure).
 """
 
 from __future__ import annotations
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from app.explorer import Explorer, make_loaded
     from app.map_panel import figure_json
     from app.uploads import read_image
+    from app.views_panel import ORBIT_STEPS
     from soda import api, precompute
 
     ex = Explorer(ckpt)
@@ -129,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     res["PCA map 5k"] = timeit(pca_map, a.reps)
     cam = api.default_camera()
     res["orbit 24 frames"] = (
-        timeit(lambda i: list(ex.orbit(state, 24, cam.elevation, cam.radius, i + 1, "full")), a.orbit_reps, warmup=0)
+        timeit(
+            lambda i: list(ex.orbit(state, 24, cam.elevation, cam.radius, i + 1, ORBIT_STEPS)), a.orbit_reps, warmup=0
+        )
         if m.model.uses_cameras
         else []
     )

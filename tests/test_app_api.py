@@ -158,7 +158,7 @@ def test_novel_view_and_orbit(client, server):
     v1 = read(client.predict(-50, 20, 4.0, api_name="/novel_view"))
     v2 = read(client.predict(50, 20, 4.0, api_name="/novel_view"))
     assert v1.shape == (16, 16, 3) and not np.array_equal(v1, v2)
-    gif, status = client.predict(6, 20, 4.0, api_name="/orbit")
+    gif, status = client.predict(6, 20, 4.0, 4, api_name="/orbit")
     with Image.open(gif) as g:
         assert g.n_frames == 6
     assert "6 frames" in status
@@ -170,7 +170,7 @@ def test_a_long_orbit_can_be_cancelled(client, server):
     ex = server[1]
     client.predict(1, api_name="/load_example")
     start = ex.calls["orbit_frames"]
-    job = client.submit(48, 20, 4.0, api_name="/orbit")
+    job = client.submit(48, 20, 4.0, 10, api_name="/orbit")
     end = time.time() + 60
     while ex.calls["orbit_frames"] == start and time.time() < end:
         time.sleep(0.05)

@@ -98,7 +98,7 @@ def test_bad_specs_say_what_is_wrong(no_spec, tmp_path):
         t = time.perf_counter()
         with pytest.raises(sc.ClipUnavailable, match=needle):
             sc.load_clip(spec)
-        assert time.perf_counter() - t < 1.0, spec
+        assert time.perf_counter() - t < 5.0, spec  # no network wait (first huggingface_hub import aside)
 
 
 def test_local_weights_load_from_file_folder_and_model_card(clip, tmp_path, monkeypatch):
@@ -282,3 +282,19 @@ def test_soda_clip_imports_neither_gradio_nor_open_clip_at_import():
         assert "import gradio" not in text and "from gradio" not in text, f
         assert "\nimport open_clip" not in text.split('"""', 2)[-1].split("\ndef ")[0], f  # no top-level import
     assert os.environ.get("HF_HUB_OFFLINE") == "1"  # the suite never touches the network
+
+
+def test_validate_cli_writes_the_table(soda_model, clip, classifiers, tmp_path, monkeypatch, capsys):
+    from safetensors.torch import save_file
+
+    from soda.clip.__main__ import main
+
+    ckpt = soda_model.save_pretrained(tmp_path / "ckpt")
+    save_file({k: v.contiguous() for k, v in clip.model.state_dict().items()}, str(tmp_path / "clip.safetensors"))
+    monkeypatch.setattr(sc.validate, "load_or_train_factor_classifiers", lambda *a, **k: classifiers)
+    spec = f"{loading.TINY_NAME}:{tmp_path / 'clip.safetensors'}"
+    out = tmp_path / "out"
+    assert main(["validate", "--checkpoint", str(ckpt), "--clip", spec, "--out", str(out), "--data", "40"]) == 0
+    md = (out / "clip_validation.md").read_text()
+    assert sum(re.match(r"\| s\d+\.c0 \|", line) is not None for line in md.splitlines()) == soda_model.n_sections
+    assert json.loads((out / "clip_validation.json").read_text())["with_clip"] is True

@@ -19,7 +19,7 @@ from .factors import (
     slider_factors,
     train_factor_classifiers,
 )
-from .loading import ENV_VAR, ClipModel, ClipUnavailable, card_spec, load_clip, network_allowed, resolve_spec, tiny_clip
+from .loading import ClipModel, load_clip, tiny_clip
 from .naming import (
     DEFAULT_VOCABULARY,
     AttributeScores,
@@ -30,6 +30,7 @@ from .naming import (
     slider_label,
 )
 from .prompts import fit_direction, image_embeddings, prompt_direction, prompt_scores
+from .specs import ENV_VAR, ClipUnavailable, card_spec, network_allowed, resolve_spec
 from .traversal import traversal_frames
 from .validate import ATTRIBUTE_FACTOR, ValidationResult, validate_names
 

@@ -21,7 +21,8 @@ def _progress(fraction: float, message: str) -> None:
 
 
 def _load(spec: str | None, checkpoint: str | None, device: str, required: bool):
-    from .loading import ClipUnavailable, load_clip, resolve_spec
+    from .loading import load_clip
+    from .specs import ClipUnavailable, resolve_spec
 
     if not required and resolve_spec(spec, checkpoint) is None:
         return None, "no CLIP spec given: factor table only (see docs/CLIP.md to add CLIP names)"
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         progress=_progress,
     )
     print(file=sys.stderr)
-    md = f"# Slider names vs ground truth: {Path(args.checkpoint).name}\n\n{result.markdown()}\n"
+    md = f"# Slider names vs ground truth: `{args.checkpoint}`\n\n{result.markdown()}\n"
     (out / "clip_validation.md").write_text(md)
     (out / "clip_validation.json").write_text(json.dumps(result.to_json(), indent=1))
     print(md)

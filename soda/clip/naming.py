@@ -118,11 +118,13 @@ def attribute_scores(
     vocab = normalise_vocabulary(vocabulary)
     K, R, S = frames.shape[:3]
     emb = clip.encode_images(frames.reshape(-1, *frames.shape[3:])).reshape(K, R, S, -1)  # (K, R, S, D)
+    groups = [list(p) if len(p) > 1 else [p[0], neutral] for p in vocab.values()]
+    texts = sorted({t for g in groups for t in g})
+    text = clip.encode_text([template.format(t) for t in texts])  # (T, D), every prompt once
+    logits = clip.logit_scale * emb @ text.T  # (K, R, S, T)
     names, scores = list(vocab), []
-    for name in names:
-        prompts = list(vocab[name]) if len(vocab[name]) > 1 else [vocab[name][0], neutral]
-        text = clip.encode_text([template.format(p) for p in prompts])  # (m, D)
-        prob = (clip.logit_scale * emb @ text.T).softmax(-1)  # (K, R, S, m)
+    for group in groups:
+        prob = logits[..., [texts.index(t) for t in group]].softmax(-1)  # (K, R, S, m): this attribute's values
         tv = 0.5 * (prob[:, :, 1:] - prob[:, :, :-1]).abs().sum(-1)  # (K, R, S-1)
         scores.append(tv.sum(-1).mean(-1))  # (K,)
     return AttributeScores(names, torch.stack(scores, 1) if scores else torch.zeros(K, 0))

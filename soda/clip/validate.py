@@ -53,17 +53,15 @@ class ValidationResult:
 
     def markdown(self) -> str:
         """The agreement table and a summary, as markdown."""
-        head = "| slider | factor moved most (frames changed) | next | "
-        line = "|---|---|---|"
+        cols = ["slider", "factor moved most (frames changed)", "next"]
         if self.with_clip:
-            head += "CLIP name (score) | CLIP next | agree |"
-            line += "---|---|---|"
-        out = [head, line]
+            cols += ["CLIP name (score)", "CLIP next", "agree"]
+        out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in self.rows:
             cells = [
                 r["slider"],
                 f"{r['factor']} ({r['factor_change']:.2f})",
-                f"{r['next_factor']} ({r['next_change']:.2f})",
+                f"{r['next_factor']} ({r['next_change']:.2f})" if r["next_change"] > 0 else "-",
             ]
             if self.with_clip:
                 names = r["clip_names"]

@@ -173,7 +173,7 @@ def sample_cameras(n: int, generator: torch.Generator | None = None, res: int = 
 
 
 def default_camera(res: int, batch: int = 1):
-    """The canonical frontal view (DEFAULT_CAMERA) -> (K (B,3,3), c2w (B,4,4))."""
+    """The canonical Shapes3D-like view (DEFAULT_CAMERA) -> (K (B,3,3), c2w (B,4,4))."""
     return spherical_camera(
         DEFAULT_CAMERA["azimuth"], DEFAULT_CAMERA["elevation"], DEFAULT_CAMERA["radius"], res, batch
     )
@@ -243,14 +243,19 @@ def _hit_sphere(o, d, r, light, want_shade=True):
     return t, ndl
 
 
+def _tube_entry(ou, ov, du, dv, r):
+    """Entry into the infinite cylinder u^2 + v^2 = r^2 -> (discriminant, t); it is entered only where disc > 0."""
+    a2 = (du * du + dv * dv).clamp(min=1e-12)
+    b = ou * du + ov * dv
+    disc = b * b - a2 * (ou * ou + ov * ov - r * r)
+    return disc, (-b - torch.sqrt(disc.clamp(min=0.0))) / a2
+
+
 def _hit_cylinder(o, d, r, h, light, want_shade=True):
     """Upright (z-axis) capped cylinder of radius r and half-height h."""
     ox, oy, oz = o
     dx, dy, dz = d
-    a2 = (dx * dx + dy * dy).clamp(min=1e-12)
-    b = ox * dx + oy * dy
-    disc = b * b - a2 * (ox * ox + oy * oy - r * r)
-    ts = (-b - torch.sqrt(disc.clamp(min=0.0))) / a2
+    disc, ts = _tube_entry(ox, oy, dx, dy, r)
     zs = oz + ts * dz
     side = (disc > 0) & (ts > 0) & (zs.abs() <= h)
     # The cap facing the origin (none when the origin lies between the cap planes).
@@ -271,10 +276,7 @@ def _hit_capsule(o, d, r, half_len, light, want_shade=True):
     """Capsule lying along the local x axis: segment (-half_len, half_len) swept by radius r."""
     ox, oy, oz = o
     dx, dy, dz = d
-    a2 = (dy * dy + dz * dz).clamp(min=1e-12)
-    b = oy * dy + oz * dz
-    disc = b * b - a2 * (oy * oy + oz * oz - r * r)
-    ts = (-b - torch.sqrt(disc.clamp(min=0.0))) / a2
+    disc, ts = _tube_entry(oy, oz, dy, dz, r)
     xs = ox + ts * dx
     body = (disc > 0) & (ts > 0) & (xs.abs() <= half_len)
     # Outside the body's extent the entry is on the end sphere on that side (the capsule lies in the infinite cylinder).
