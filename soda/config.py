@@ -95,6 +95,7 @@ class TrainConfig:
     compile: bool = False
     channels_last: bool = False
     threads: int = 0  # 0 = torch default
+    init_from: str = ""  # warm start: a checkpoint folder whose weights (same architecture) initialise a new run
 
 
 @dataclass

@@ -284,6 +284,10 @@ def train(
     model = build_model(cfg.model).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    if tc.init_from and not resume:
+        from .model.io import _load_weights, resolve_checkpoint
+
+        _load_weights(model, resolve_checkpoint(tc.init_from) / "model.safetensors", str(device))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(tc.seed * 1000 + rank)  # noise, t, masking

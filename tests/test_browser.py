@@ -1,6 +1,11 @@
 """The explorer in a real browser (Debian chromium through Playwright): pick an example, drag a slider and see the
 image change without flooding the queue, click the latent map (a point, then empty space), visit every tab.
-Screenshots go to test-artifacts/."""
+Screenshots go to test-artifacts/.
+
+The same tour makes the documentation's screenshots of a real checkpoint:
+
+    python tests/test_browser.py --checkpoint assets/checkpoints/world32 --out assets/screenshots
+"""
 
 from __future__ import annotations
 
@@ -119,7 +124,7 @@ def test_click_the_latent_map(page, app):
     page.get_by_role("tab", name="Latent map").click()
     page.wait_for_selector("#map .soda-map .nsewdrag", timeout=30_000)
     points = page.locator("#map .scatterlayer .trace").first.locator(".point")
-    assert points.count() == 64
+    assert points.count() == app[1].get().assets.map_latents.shape[0]
     before = src(page, "edited")
     box = points.nth(11).bounding_box()
     page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -172,3 +177,47 @@ def test_every_tab(page):
     page.get_by_text("soda-recipe", exact=False).first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "panel-export.png"), full_page=True)
     assert not page.errors, page.errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the tour on any checkpoint and keep its screenshots (see the module docstring)."""
+    import argparse
+    import os
+    import sys
+
+    global ARTIFACTS
+    ap = argparse.ArgumentParser(description="Screenshots of every panel of the explorer")
+    ap.add_argument("--checkpoint", required=True)
+    ap.add_argument("--out", default=str(ARTIFACTS))
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    from playwright.sync_api import sync_playwright
+
+    from app.explorer import Explorer
+    from app.ui import build_demo, launch_options
+
+    ARTIFACTS = Path(a.out)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    ex = Explorer(a.checkpoint)
+    ex.get()
+    demo = build_demo(ex)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options())
+    app = (demo.local_url, ex, demo, None)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.errors = []
+        pg.goto(app[0])
+        pg.wait_for_selector("#examples img", timeout=60_000)
+        test_pick_an_example_and_drag_a_slider(pg, app)
+        test_click_the_latent_map(pg, app)
+        test_every_tab(pg)
+        browser.close()
+    demo.close()
+    print(f"screenshots in {ARTIFACTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
