@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=int,
         default=int(os.environ.get("SODA_THREADS", "0")),
-        help="torch threads (0 = torch's default, one per core)",
+        help="torch threads (0 = cores / concurrent renders of the queue)",
     )
     a = p.parse_args(argv)
 
@@ -62,13 +62,15 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-    if a.threads:
-        import torch
 
-        torch.set_num_threads(a.threads)
+    import torch
 
     from app.explorer import Explorer, ExplorerError, discover_checkpoints
-    from app.ui import build_demo, launch_options
+    from app.ui import CONCURRENT_RENDERS, build_demo, launch_options
+
+    # Each concurrent render gets its share of the cores: on 2 cores, one thread per render was 1.5-3x faster than
+    # two (bench/app_latency.py, measured while other processes ran).
+    torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) // CONCURRENT_RENDERS))
 
     hub = [s.strip() for s in os.environ.get("SODA_HUB_CHECKPOINTS", "").split(",") if s.strip()]
     ex = Explorer(a.checkpoint, allowed=discover_checkpoints(), hub_ids=hub, n_map=a.n_map)

@@ -113,43 +113,35 @@ def build(ctx: Ctx) -> SimpleNamespace:
         "Sliders move the latent along directions found in held-out data, in units of its standard "
         "deviation. Dragging shows a quick preview; releasing renders at the chosen quality."
     )
+    sliders, titles = [], []
+
+    def slider() -> gr.Slider:
+        i = len(sliders)  # slot i (see app.loaded: sections x components, then the named slots)
+        s = gr.Slider(
+            -SLIDER_SPAN,
+            SLIDER_SPAN,
+            value=0.0,
+            step=0.05,
+            label=m.slot_labels[i],
+            visible=m.slots[i] is not None,
+            elem_id=f"slider-{i}",
+            min_width=160,
+        )
+        sliders.append(s)
+        return s
+
     with gr.Accordion("Per-section sliders (principal directions of each latent section)", open=True):
-        sliders, titles = [], []
         for text, shown in section_titles(m):
             titles.append(gr.Markdown(text, visible=shown))
             with gr.Row():
                 for _ in range(COMPONENTS):
-                    i = len(sliders)
-                    sliders.append(
-                        gr.Slider(
-                            -SLIDER_SPAN,
-                            SLIDER_SPAN,
-                            value=0.0,
-                            step=0.05,
-                            label=m.slot_labels[i],
-                            visible=m.slots[i] is not None,
-                            elem_id=f"slider-{i}",
-                            min_width=160,
-                        )
-                    )
+                    slider()
     with gr.Accordion("Named sliders (logistic-regression directions of the data's labels)", open=True):
         named = N_SLOTS - SECTION_SLOTS * COMPONENTS
         for r in range(0, named, 4):
             with gr.Row():
-                for j in range(r, min(r + 4, named)):
-                    i = SECTION_SLOTS * COMPONENTS + j
-                    sliders.append(
-                        gr.Slider(
-                            -SLIDER_SPAN,
-                            SLIDER_SPAN,
-                            value=0.0,
-                            step=0.05,
-                            label=m.slot_labels[i],
-                            visible=m.slots[i] is not None,
-                            elem_id=f"slider-{i}",
-                            min_width=160,
-                        )
-                    )
+                for _ in range(r, min(r + 4, named)):
+                    slider()
     ctx.sliders, ctx.slider_titles = sliders, titles
     with gr.Accordion("Traversal grid", open=False):
         with gr.Row():

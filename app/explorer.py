@@ -78,6 +78,7 @@ class Explorer(ViewsMixin, MapMixin):
         self.n_map, self.n_examples, self.device, self.max_loaded = n_map, n_examples, device, max_loaded
         self._loaded: OrderedDict[str, Loaded] = OrderedDict()
         self._load_lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.calls: Counter = Counter()  # how often each operation ran (tests check that drags do not flood)
@@ -98,12 +99,18 @@ class Explorer(ViewsMixin, MapMixin):
         )
 
     def get(self, key: str | None = None, progress: Progress | None = None) -> Loaded:
-        """The loaded checkpoint ``key`` (loading it, and computing its assets on first use)."""
+        """The loaded checkpoint ``key`` (loading it, and computing its assets on first use). Loading one checkpoint
+        never blocks requests on the others; the default checkpoint is never evicted."""
         key = key or self.default_key
         with self._load_lock:
             if key in self._loaded:
                 self._loaded.move_to_end(key)
                 return self._loaded[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one loader per checkpoint; others wait here, not on the whole explorer
+            with self._load_lock:
+                if key in self._loaded:
+                    return self._loaded[key]
             try:
                 model = api.load_model(key, self.device)
             except ConfigError as e:
@@ -115,9 +122,11 @@ class Explorer(ViewsMixin, MapMixin):
             except (FileNotFoundError, ValueError) as e:
                 raise ExplorerError(str(e)) from None
             loaded = make_loaded(key, model, assets)
-            self._loaded[key] = loaded
-            while len(self._loaded) > self.max_loaded:
-                self._loaded.popitem(last=False)
+            with self._load_lock:
+                self._loaded[key] = loaded
+                others = [k for k in self._loaded if k != self.default_key]
+                while len(self._loaded) > self.max_loaded and others:
+                    self._loaded.pop(others.pop(0))
             return loaded
 
     def card(self, key: str) -> str:

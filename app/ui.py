@@ -13,6 +13,7 @@ from .common import PRIVATE, Ctx, guard
 from .explorer import MAX_SEED, Explorer
 from .uploads import MAX_BYTES
 
+CONCURRENT_RENDERS = 2  # renders that run at once (plus up to two slider previews); more wait in the queue
 CSS = """
 .pix img, .pix canvas { image-rendering: pixelated; }
 #input-img img, #recon img, #edited img, #novel-view img, #mixed img, .pix .image-frame img {
@@ -159,5 +160,5 @@ def build_demo(ex: Explorer) -> gr.Blocks:
             concurrency_id="load",
             concurrency_limit=1,
         ).then(refresh, [st, ctx.view], refresh_out, **PRIVATE)
-    demo.queue(default_concurrency_limit=2, max_size=64)
+    demo.queue(default_concurrency_limit=CONCURRENT_RENDERS, max_size=64)
     return demo

@@ -113,9 +113,10 @@ def _writable(folder: Path) -> bool:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str], dict | None]:
+def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str], dict | None, list]:
     """n held-out images of the checkpoint's data -> (images (n,3,H,W) in [-1,1], factors (n,F) or None, captions,
-    camera). World data is rendered from the default camera (the camera uploads are assumed to have)."""
+    camera, factor names). World data is rendered from the test split and the default camera (the camera uploads are
+    assumed to have); file datasets give a seeded random subset of their images (and their factors or labels)."""
     cfg = getattr(model, "full_config", None)
     dataset = cfg.data.dataset if cfg is not None else "world"
     if dataset == "world":
@@ -125,11 +126,12 @@ def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor 
         factors = world.sample_factors(n, g, split="test")
         cam = dict(world.DEFAULT_CAMERA)
         images = world.FixedCameraRenderer(model.res, cam)(factors) * 2 - 1
-        return images, factors, [world.describe(f) for f in factors], cam if model.uses_cameras else None
+        camera = cam if model.uses_cameras else None
+        return images, factors, [world.describe(f) for f in factors], camera, list(world.FACTOR_NAMES)
     try:
-        from .data.streams import _image_source
+        from .data.streams import image_source
 
-        source = _image_source(cfg)
+        source = image_source(cfg)
         total = len(source)
     except Exception as e:  # the data is not on this machine
         raise FileNotFoundError(
@@ -140,18 +142,17 @@ def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor 
     idx = torch.randperm(total, generator=g)[: min(n, total)].tolist()
     items = [source[i] for i in idx]
     images = torch.stack([it["image"] for it in items])
-    factors = torch.stack([torch.as_tensor(it["factors"]).long() for it in items]) if "factors" in items[0] else None
-    return images, factors, [f"#{i}" for i in idx], None
-
-
-def _factor_names(model, n_factors: int) -> list[str]:
-    cfg = getattr(model, "full_config", None)
-    if cfg is None or cfg.data.dataset == "world":
-        from .data.world import FACTOR_NAMES
-
-        if len(FACTOR_NAMES) == n_factors:
-            return list(FACTOR_NAMES)
-    return [f"factor_{i}" for i in range(n_factors)]
+    key = "factors" if "factors" in items[0] else "labels" if "labels" in items[0] else None
+    factors = torch.stack([torch.as_tensor(it[key]).long().reshape(-1) for it in items]) if key else None
+    names = []
+    if factors is not None:
+        for attr in ("factor_names", "label_names", "attribute_names", "names"):
+            got = getattr(source, attr, None)
+            if got is not None and len(got) == factors.shape[1]:
+                names = [str(x) for x in got]
+                break
+        names = names or [f"factor_{i}" for i in range(factors.shape[1])]
+    return images, factors, [f"#{i}" for i in idx], None, names
 
 
 def _class_names(name: str) -> list[str] | None:
@@ -197,6 +198,8 @@ def named_directions(Z: torch.Tensor, factors: torch.Tensor, names: list[str]) -
                     labels.append(f"{name}: {cname}")
             continue
         y = f > f.float().median()
+        if not y.any():  # the median is the largest value (e.g. a 0/1 label with more ones)
+            y = f >= f.float().median()
         if 0 < int(y.sum()) < len(y):
             dirs.append(label_direction(Z, y))
             labels.append(f"{name} +")
@@ -243,11 +246,11 @@ def compute_assets(
     """Encode held-out data of ``model``'s checkpoint and derive directions, the PCA map and the OOD model."""
     say = progress or (lambda f, s: None)
     say(0.0, "rendering held-out examples")
-    ex_img, ex_fac, ex_cap, camera = held_out_data(model, n_examples, seed)
+    ex_img, ex_fac, ex_cap, camera, names = held_out_data(model, n_examples, seed)
     say(0.05, "encoding examples")
     ex_z = api.encode(model, ex_img)
     say(0.1, f"rendering {n_map} held-out scenes for the map")
-    map_img, map_fac, _, _ = held_out_data(model, n_map, seed + 1)
+    map_img, map_fac, _, _, _ = held_out_data(model, n_map, seed + 1)
     Z = []
     bs = 128
     for i in range(0, map_img.shape[0], bs):
@@ -257,7 +260,6 @@ def compute_assets(
     say(0.8, "section directions")
     sec = api.section_directions(model, Z, n_components)
     sec_t = torch.stack([torch.stack(c + [torch.zeros(model.z_dim)] * (n_components - len(c))) for c in sec])
-    names = _factor_names(model, map_fac.shape[1]) if map_fac is not None else []
     say(0.85, "label directions")
     if map_fac is not None:
         nd, labels = named_directions(Z, map_fac, names)

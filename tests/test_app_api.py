@@ -26,13 +26,13 @@ N_MAP, N_EXAMPLES = 64, 8
 # ------------------------------------------------------------------------------------------------------------
 
 
-def make_tiny_checkpoint(folder: Path) -> Path:
+def make_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     """The `tiny` preset with random output and z-modulation weights (so that images depend on z), saved."""
     from soda.config import SODAConfig
     from soda.model import SODA
 
     cfg = SODAConfig.from_yaml("tiny")
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = SODA(cfg.model)
     randomise_output_layer(model)
     for blk in model.modules():
@@ -58,7 +58,8 @@ def app_server():
     foreign.mkdir()
     (foreign / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
     (foreign / "model.safetensors").write_bytes(b"not safetensors")
-    ex = Explorer(str(ckpt), allowed=[str(foreign)], n_map=N_MAP, n_examples=N_EXAMPLES)
+    second = make_tiny_checkpoint(work / "tiny2", seed=1)
+    ex = Explorer(str(ckpt), allowed=[str(second), str(foreign)], n_map=N_MAP, n_examples=N_EXAMPLES)
     ex.get()
     demo = build_demo(ex)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options())
@@ -344,6 +345,18 @@ def test_bad_values_and_checkpoints(client, server):
     with pytest.raises(app_error(), match="not a SODA checkpoint"):
         client.predict(str(work / "foreign"), api_name="/open_checkpoint")
     assert client.predict(3, api_name="/load_example")[3]  # the server is fine
+
+
+def test_switching_checkpoints(client, server):
+    _, ex, _, work = server
+    first = read(client.predict(1, api_name="/load_example", quality="preview")[2])
+    card = client.predict(str(work / "tiny2"), api_name="/open_checkpoint")
+    assert "tiny2" in card and "5 sections" in card
+    other = read(client.predict(1, api_name="/load_example", quality="preview")[2])
+    assert not np.array_equal(first, other)  # other weights, other image
+    recipe = json.loads(Path(client.predict(api_name="/export")[2]).read_text())
+    assert recipe["checkpoint"] == str(work / "tiny2")
+    assert ex.default_key in ex._loaded  # the default checkpoint stays loaded
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ The same tour makes the documentation's screenshots of a real checkpoint:
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -127,8 +128,13 @@ def test_click_the_latent_map(page, app):
     assert points.count() == app[1].get().assets.map_latents.shape[0]
     before = src(page, "edited")
     box = points.nth(11).bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
-    page.wait_for_function("document.querySelector('#info').textContent.includes('map point 11')", timeout=30_000)
+    px, py = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(px, py)
+    page.wait_for_function("/map point \\d+/.test(document.querySelector('#info').textContent)", timeout=30_000)
+    picked = int(re.search(r"map point (\d+)", info(page)).group(1))
+    # the loaded point is the one under the cursor (11, or a point drawn on top of it)
+    where = points.nth(picked).bounding_box()
+    assert abs(where["x"] + where["width"] / 2 - px) < 8 and abs(where["y"] + where["height"] / 2 - py) < 8
     page.wait_for_function("document.querySelector('#map .soda-map').data.length === 2", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "panel-map.png"), full_page=True)
 
@@ -176,6 +182,25 @@ def test_every_tab(page):
     page.get_by_role("button", name="Export the current edit").click()
     page.get_by_text("soda-recipe", exact=False).first.wait_for(timeout=60_000)
     page.screenshot(path=str(ARTIFACTS / "panel-export.png"), full_page=True)
+    assert not page.errors, page.errors
+
+
+def test_open_another_checkpoint(page, app):
+    if app[3] is None:
+        pytest.skip("only in the test session (it has a second checkpoint)")
+    other = str(app[3] / "tiny2")
+    page.get_by_role("tab", name="Explore / edit").click()
+    box = page.locator("#ckpt input")
+    box.click()
+    box.fill(other)
+    box.press("Enter")
+    page.get_by_role("button", name="Open", exact=True).click()
+    page.wait_for_function("document.querySelector('#info').textContent.includes('Pick an example')", timeout=60_000)
+    assert other in app[1]._loaded
+    before = src(page, "edited")
+    page.locator("#examples img").nth(0).click()
+    page.wait_for_function("document.querySelector('#info').textContent.includes('example 0')", timeout=30_000)
+    wait_change(page, "edited", before)
     assert not page.errors, page.errors
 
 

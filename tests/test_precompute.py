@@ -9,26 +9,15 @@ import stat
 
 import pytest
 import torch
-from conftest import randomise_output_layer
 
 from soda import api, precompute
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from soda.config import SODAConfig
-    from soda.model import SODA
+    from test_app_api import make_tiny_checkpoint
 
-    cfg = SODAConfig.from_yaml("tiny")
-    torch.manual_seed(0)
-    model = SODA(cfg.model)
-    randomise_output_layer(model)
-    for blk in model.modules():
-        if getattr(blk, "z_mod", None) is not None:
-            torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
-    folder = tmp_path_factory.mktemp("ckpt") / "tiny"
-    model.save_pretrained(folder, full_config=cfg)
-    return folder
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
 @pytest.fixture
@@ -155,3 +144,42 @@ def test_cli(ckpt, cache, capsys):
     assert precompute.main([str(ckpt), "--n-map", "32", "--n-examples", "4"]) == 0
     assert "explorer assets in" in capsys.readouterr().out
     assert precompute.main([str(ckpt.parent / "missing")]) == 2
+
+
+def test_a_folder_checkpoint_without_cameras(tmp_path, cache):
+    """Image-folder data (labels from a CSV, no cameras): assets from the files; the explorer works without cameras."""
+    import numpy as np
+    from PIL import Image
+
+    from app.explorer import Explorer, ExplorerError
+    from soda.config import SODAConfig
+    from soda.model import SODA
+
+    data = tmp_path / "images"
+    data.mkdir()
+    rows = ["filename,bright"]
+    for i in range(24):
+        v = 40 + 8 * i
+        Image.fromarray(np.full((20, 24, 3), v, np.uint8)).save(data / f"{i:02d}.png")
+        rows.append(f"{i:02d}.png,{int(v > 130)}")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    cfg = SODAConfig.from_yaml(
+        "tiny",
+        [
+            f"--data.path={data}",
+            "--data.dataset=folder",
+            "--data.mode=augment",
+            "--model.encoder.use_rays=false",
+            "--model.unet.use_rays=false",
+        ],
+    )
+    SODA(cfg.model).save_pretrained(tmp_path / "ckpt", full_config=cfg)
+    ex = Explorer(str(tmp_path / "ckpt"), n_map=16, n_examples=4)
+    m = ex.get()
+    assert m.assets.map_latents.shape == (16, 20) and m.assets.camera is None and m.camera is None
+    assert m.assets.factor_names == ["bright"] and m.assets.named_labels == ["bright +"]
+    state = ex.load_example(ex.new_state(), 0, 0, "preview")
+    assert ex.edited(state, 0, "preview").shape == (16, 16, 3)
+    assert len(ex.map_figure(m.key, "PCA", "bright")["data"][0]["x"]) == 16
+    with pytest.raises(ExplorerError, match="without cameras"):
+        ex.novel_view(state, 0, 20, 4, 0, "preview")
