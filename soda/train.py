@@ -24,6 +24,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -227,8 +228,12 @@ def held_out_loss(model, batch: dict, n_t: int = 8, seed: int = 0) -> float:
 
 
 def save_sample_grid(path: Path, batch: dict, generated: torch.Tensor, n: int = 8) -> None:
-    """PNG with one row per example: source | target | generated."""
-    from PIL import Image
+    """PNG with one row per example: source | target | generated (skipped with a warning when Pillow is missing)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        warnings.warn("Pillow is not installed: sample grids are not written", stacklevel=2)
+        return
 
     def to_u8(x: torch.Tensor) -> torch.Tensor:
         return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()

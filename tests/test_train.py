@@ -160,3 +160,43 @@ def test_folder_preset_trains_on_a_folder_of_images(tmp_path):
     )
     out = train(cfg, quiet=True)
     assert out["step"] == 2 and (tmp_path / "run" / "samples" / "step-00000002.png").exists()
+
+
+OPTIONAL = [
+    "PIL",
+    "sklearn",
+    "scipy",
+    "gradio",
+    "h5py",
+    "matplotlib",
+    "huggingface_hub",
+    "open_clip",
+    "plotly",
+    "skimage",
+    "torchvision",
+    "imageio",
+    "pandas",
+]
+
+
+def test_core_trainer_runs_with_only_core_dependencies(tmp_path):
+    """torch, numpy, safetensors, tqdm and PyYAML are enough to train and checkpoint (a GPU box without network)."""
+    shadow = tmp_path / "shadow"
+    for name in OPTIONAL:  # packages that raise ImportError when imported, as if they were not installed
+        (shadow / name).mkdir(parents=True)
+        (shadow / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed (test)')\n")
+    env = dict(os.environ, PYTHONPATH=f"{shadow}{os.pathsep}{ROOT}")
+    cmd = [
+        sys.executable,
+        "-m",
+        "soda.train",
+        "--config",
+        "tiny",
+        f"--train.out_dir={tmp_path / 'run'}",
+        "--train.steps=2",
+        "--train.sample_every=2",
+    ]
+    res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "run" / "ema" / "model.safetensors").exists()
+    assert "Pillow is not installed" in res.stderr
