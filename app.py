@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    from app.media import make_gradio_image_cache_atomic
+
+    make_gradio_image_cache_atomic()  # identical images served at once must not truncate each other
     demo = build_demo(ex)
     demo.launch(server_name=a.host, server_port=a.port, share=a.share, **launch_options())
     return 0

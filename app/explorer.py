@@ -9,7 +9,8 @@ assets. Everything that belongs to one user lives in a plain ``state`` dict that
 The edited latent is ``z0 + sum(amount * direction[name])``: directions are per-section principal directions
 (``section{k}.pc{c}``) and label directions (``label.<name>``), both in units of the data's std along them.
 Errors meant for the user are raised as ``ExplorerError``; warnings are returned as lists of strings. The
-interpolate / mix / novel-view operations live in explorer_views.py and the latent map in explorer_map.py (mixins).
+interpolate / mix / novel-view operations live in explorer_views.py, the latent map in explorer_map.py and the CLIP
+operations (slider names, prompt sliders, map colouring; loaded lazily) in explorer_clip.py (mixins).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from soda import api, precompute
 from soda.config import ConfigError
 
 from . import media
+from .explorer_clip import ClipMixin
 from .explorer_map import MapMixin
 from .explorer_views import ViewsMixin
 from .loaded import (  # noqa: F401 - re-exported for the panels
@@ -60,7 +62,7 @@ def discover_checkpoints(root: str | Path = "assets/checkpoints") -> list[str]:
     return sorted(str(p.parent) for p in root.glob("*/config.json"))
 
 
-class Explorer(ViewsMixin, MapMixin):
+class Explorer(ViewsMixin, MapMixin, ClipMixin):
     """Models, assets and the operations of every panel (see the module docstring)."""
 
     def __init__(
@@ -72,6 +74,7 @@ class Explorer(ViewsMixin, MapMixin):
         n_examples: int = 16,
         device: str = "cpu",
         max_loaded: int = 2,
+        clip_spec: str | None = None,
     ):
         self.default_key = str(checkpoint)
         self.allowed = list(dict.fromkeys([self.default_key, *(allowed or []), *(hub_ids or [])]))
@@ -82,6 +85,7 @@ class Explorer(ViewsMixin, MapMixin):
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
         self.calls: Counter = Counter()  # how often each operation ran (tests check that drags do not flood)
+        self._init_clip(clip_spec)  # CLIP spec (python app.py --clip); nothing is loaded until first use
 
     # ---------------------------------------------------------------------------------------------------------
     # Checkpoints
@@ -122,6 +126,7 @@ class Explorer(ViewsMixin, MapMixin):
             except (FileNotFoundError, ValueError) as e:
                 raise ExplorerError(str(e)) from None
             loaded = make_loaded(key, model, assets)
+            self._restore_prompt_directions(loaded)  # prompt sliders saved beside the assets (recipes replay)
             with self._load_lock:
                 self._loaded[key] = loaded
                 others = [k for k in self._loaded if k != self.default_key]

@@ -2,6 +2,7 @@
 
 Frames are (H, W, 3) uint8 at the model's size; files are upscaled with nearest-neighbour so that 32 px images stay
 crisp. Files go to a per-process folder whose old files are pruned, so nothing piles up on a long-running Space.
+``make_gradio_image_cache_atomic`` fixes a race in how Gradio stores the images it serves (see there).
 """
 
 from __future__ import annotations
@@ -99,3 +100,45 @@ def write_mp4(frames: Sequence[np.ndarray], stem: str = "soda", fps: float = 8.0
         path.unlink(missing_ok=True)
         return None
     return str(path) if path.exists() and os.path.getsize(path) > 0 else None
+
+
+def make_gradio_image_cache_atomic() -> None:
+    """Make Gradio's image cache safe for identical images rendered at the same time. Idempotent.
+
+    Gradio 6.31 stores every image output (gr.Image, gr.Gallery, gr.ImageSlider) at a content-addressed path of its
+    cache with ``processing_utils.save_pil_to_cache``, which opens that path with 'wb' and writes. When two sessions
+    produce the same image at the same moment (two users clicking the same example), the second write truncates the
+    file while the first user's download is being served, and that user gets a broken image ("peer closed connection
+    without sending complete message body"; found by tests/test_reliability_load.py). This replacement writes a temp
+    file and renames it into place, so a reader sees a complete file, and does not rewrite a file that is already
+    there (it touches it, so that ``delete_cache`` counts its age from this use, as Gradio does for uploads).
+    """
+    from gradio import processing_utils as pu
+
+    if getattr(pu.save_pil_to_cache, "_atomic", False):
+        return
+
+    def save_pil_to_cache(img, cache_dir: str, name: str = "image", format: str = "webp") -> str:
+        data = pu.encode_pil_to_bytes(img, format)
+        folder = Path(cache_dir) / pu.hash_bytes(data)
+        folder.mkdir(exist_ok=True, parents=True)
+        path = (folder / f"{name}.{format}").resolve()
+        try:
+            if path.stat().st_size == len(data):  # the same bytes (the folder is named by their hash)
+                os.utime(path)
+                return str(path)
+        except OSError:
+            pass
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return str(path)
+
+    save_pil_to_cache._atomic = True
+    pu.save_pil_to_cache = save_pil_to_cache

@@ -26,6 +26,7 @@ FORMAT = "soda-recipe"
 VERSION = 1
 REQUIRED = ("latent", "edits", "seed", "steps")
 MAX_RECIPE_BYTES = 1 << 20
+MAX_LATENT = 1e6  # larger values overflow float32 on the way to the decoder; real latents are within a few dozen
 
 
 def make_recipe(ex: Explorer, state: dict, seed, quality: str) -> dict:
@@ -79,6 +80,8 @@ def read_recipe(path_or_text) -> dict:
             text = p.read_text(errors="replace")
         try:
             d = json.loads(text, parse_constant=_reject_constant)
+        except RecursionError:
+            raise ExplorerError("the recipe is nested too deeply to be a SODA recipe") from None
         except ValueError as e:
             raise ExplorerError(f"the recipe is not valid JSON ({e})") from None
     if not isinstance(d, dict):
@@ -95,12 +98,15 @@ def read_recipe(path_or_text) -> dict:
         raise ExplorerError("recipe 'latent' must be a list of numbers")
     if not all(math.isfinite(v) for v in lat):
         raise ExplorerError("recipe 'latent' contains NaN or infinity")
+    if not all(abs(v) <= MAX_LATENT for v in lat):
+        raise ExplorerError(f"recipe 'latent' values must be within +-{MAX_LATENT:g}")
     if not isinstance(d["edits"], dict) or not all(_is_num(v) for v in d["edits"].values()):
         raise ExplorerError("recipe 'edits' must map slider names to numbers")
     for k, v in d["edits"].items():
         if not math.isfinite(v) or abs(v) > 100:
             raise ExplorerError(f"recipe edit '{k}' must be a finite number within +-100")
-    if not _is_num(d["steps"]) or d["steps"] != int(d["steps"]) or not 1 <= d["steps"] <= 1000:
+    steps = d["steps"]
+    if not _is_num(steps) or not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
         raise ExplorerError("recipe 'steps' must be an integer in 1..1000")
     check_seed(d["seed"])
     cam = d.get("camera")

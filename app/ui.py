@@ -1,14 +1,14 @@
 """build_demo(explorer) -> gr.Blocks: the page layout and its event wiring. No tensors here.
 
-Panels live in their own files (edit_panel, views_panel, map_panel, export_panel); this file holds the header
-(checkpoint picker, model card, quality, seed), the tabs and the checkpoint switch that refreshes every panel.
+Panels live in their own files (edit_panel, views_panel, map_panel, clip_panel, export_panel); this file holds the
+header (checkpoint picker, model card, quality, seed), the tabs and the checkpoint switch that refreshes every panel.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from . import edit_panel, export_panel, map_panel, views_panel
+from . import clip_panel, edit_panel, export_panel, map_panel, views_panel
 from .common import PRIVATE, Ctx, guard
 from .explorer import MAX_SEED, Explorer
 from .uploads import MAX_BYTES
@@ -22,11 +22,6 @@ CSS = """
 .psnr-good { background: #1a7f37; } .psnr-fair { background: #9a6700; } .psnr-poor { background: #cf222e; }
 #map { min-height: 480px; }
 """
-
-CLIP_NOTE = """### Directions (CLIP) — coming soon
-This panel will name each slider automatically by scoring its traversal with an open_clip model against a
-vocabulary, and turn a typed prompt into a new slider. CLIP weights will come from a local file, an environment
-variable or the hub when reachable; without them this panel says so and the rest of the explorer is unaffected."""
 
 
 def launch_options() -> dict:
@@ -77,14 +72,20 @@ def build_demo(ex: Explorer) -> gr.Blocks:
                 nv = views_panel.build_views(ctx)
             with gr.Tab("Latent map", id="map-tab"):
                 mp = map_panel.build(ctx)
-            with gr.Tab("Directions (CLIP)", id="clip"):
-                gr.Markdown(CLIP_NOTE)
+                cm = clip_panel.build_map(ctx)
+            with gr.Tab("Directions (CLIP)", id="clip") as clip_tab:
+                cp = clip_panel.build(ctx)
             with gr.Tab("Export / API", id="export"):
                 xp = export_panel.build(ctx)
         edit_panel.wire(ctx, ed)
         views_panel.wire(ctx, ip, mx, nv)
         map_panel.wire(ctx, mp)
         export_panel.wire(ctx, xp)
+        # prompt sliders are added while the page is open (API clients never see the picker's new choices);
+        # Explorer.traversal checks every name itself
+        ed.trav_slider.allow_custom_value = True
+        clip_status = clip_panel.wire(ctx, cp, cm, clip_tab, ed.trav_slider)
+        demo.load(**clip_status, concurrency_limit=None)  # starts loading CLIP in the background (never blocks)
 
         @guard
         def open_checkpoint(state, key, progress=gr.Progress()):
@@ -159,6 +160,6 @@ def build_demo(ex: Explorer) -> gr.Blocks:
             api_name="open_checkpoint",
             concurrency_id="load",
             concurrency_limit=1,
-        ).then(refresh, [st, ctx.view], refresh_out, **PRIVATE)
+        ).then(refresh, [st, ctx.view], refresh_out, **PRIVATE).then(**clip_status, concurrency_limit=None)
     demo.queue(default_concurrency_limit=CONCURRENT_RENDERS, max_size=64)
     return demo

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import errno
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -73,13 +75,93 @@ def pick_device(cfg: SODAConfig, local_rank: int) -> torch.device:
 # --------------------------------------------------------------------------------------------------------------
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (disk full, no permission, ...). The previous checkpoint, latest.json and
+    ema/ are left as they were, with no temp folder."""
+
+    def __str__(self) -> str:
+        return self.strerror or super().__str__()
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _remove_dir(path: Path) -> None:
+    """Delete a folder so that it disappears at once (renamed to a hidden name first): a crash part-way through the
+    deletion leaves a hidden leftover that ``recover_run`` removes, never a half-deleted checkpoint."""
+    gone = path.with_name(f".{path.name}.del-{os.getpid()}")
+    os.replace(path, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
+def _write_error(e: Exception, what: Path, kept: str) -> CheckpointWriteError:
+    """OSError or SafetensorError (safetensors reports write failures as 'I/O error: ... (os error N)') -> a clear
+    CheckpointWriteError naming the path."""
+    code = getattr(e, "errno", None)
+    reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    hit = re.search(r"I/O error: (.*?) \(os error (\d+)\)", str(e))
+    if hit:
+        reason, code = hit.group(1), int(hit.group(2))
+    hint = " (disk full?)" if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
+    return CheckpointWriteError(code, f"could not write {what}: {reason}{hint}; training stopped, {kept}")
+
+
+def recover_run(out: Path) -> list[str]:
+    """Clean up after a crash (kill -9, power loss) in ``out``: hidden temp files and folders of interrupted writes
+    are removed, a checkpoint that was being replaced is put back, and ema/ is repaired. -> what was done."""
+    from .model.io import recover_interrupted_save
+
+    done = []
+    ckdir = out / "checkpoints"
+    if ckdir.is_dir():
+        for p in sorted(ckdir.glob(".step-*")):
+            name = p.name[1:].split(".", 1)[0]  # .step-00000012.old-123 -> step-00000012
+            if ".old-" in p.name and not (ckdir / name).exists():
+                os.replace(p, ckdir / name)
+                done.append(f"restored {ckdir / name}")
+            else:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+                done.append(f"removed {p}")
+    for pattern in (".latest.json.*", ".config.yaml.*", ".metrics.jsonl.*"):
+        for p in out.glob(pattern):
+            p.unlink(missing_ok=True)
+            done.append(f"removed {p}")
+    for p in (out / "samples").glob(".*.tmp.png"):
+        p.unlink(missing_ok=True)
+        done.append(f"removed {p}")
+    leftovers = [*out.glob(".ema.tmp-*"), *out.glob(".ema.old-*")]
+    if leftovers:
+        recover_interrupted_save(out / "ema")
+        done.append(f"repaired {out / 'ema'}")
+    return done
+
+
+def _trim_metrics(out: Path, step: int) -> None:
+    """On resume, drop the metric records written after checkpoint ``step`` (those steps run again) and any line a
+    crash cut short, so that metrics.jsonl holds each step once."""
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or rec["step"] <= step:
+            keep.append(line)
+    _atomic_write_text(path, "".join(f"{x}\n" for x in keep))
 
 
 def save_checkpoint(
@@ -92,11 +174,24 @@ def save_checkpoint(
     cfg: SODAConfig,
     extra: dict,
 ) -> Path:
-    """Write checkpoints/step-N atomically, point latest.json at it, prune old ones, refresh ema/."""
+    """Write checkpoints/step-N atomically, point latest.json at it, prune old ones, refresh ema/.
+
+    Every step can fail (disk full) or be killed without harm: the folder is written under a hidden temp name and
+    renamed, latest.json is replaced atomically after it, and ema/ is swapped atomically. A write error raises
+    ``CheckpointWriteError`` naming the path, with the previous checkpoint, latest.json and ema/ intact."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_file
 
     ckdir = out / "checkpoints"
-    ckdir.mkdir(parents=True, exist_ok=True)
+    try:
+        prev = json.loads((out / "latest.json").read_text())["path"]
+        kept = f"the previous checkpoint {ckdir / prev} and latest.json are kept"
+    except (OSError, ValueError, KeyError, TypeError):
+        kept = "no earlier checkpoint exists"
+    try:
+        ckdir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _write_error(e, ckdir, kept) from e
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
     osd = opt.state_dict()
@@ -110,20 +205,42 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"step": step, "param_groups": osd["param_groups"], "config": cfg.to_dict(), **extra}
     final = ckdir / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.tmp-", dir=ckdir))
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
     try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.tmp-", dir=ckdir))
+    except OSError as e:
+        raise _write_error(e, final, kept) from e
+    try:
+        os.chmod(tmp, 0o755)
         save_file(tensors, str(tmp / "state.safetensors"))
         (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
+        if final.exists():  # the same step again (e.g. interrupted right after a resume): swap, never delete first
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+    except (OSError, SafetensorError) as e:
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+        raise _write_error(e, final, kept) from e
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    _atomic_write_text(out / "latest.json", json.dumps({"step": step, "path": final.name}))
-    for old in sorted(ckdir.glob("step-*"))[: -max(1, cfg.train.keep_checkpoints)]:
-        shutil.rmtree(old, ignore_errors=True)
-    ema.save_pretrained(out / "ema", full_config=cfg, extra={"train": {"step": step, **extra}})
+    try:
+        _atomic_write_text(out / "latest.json", json.dumps({"step": step, "path": final.name}))
+    except OSError as e:
+        raise _write_error(e, out / "latest.json", kept) from e
+    for stale in sorted(ckdir.glob("step-*"))[: -max(1, cfg.train.keep_checkpoints)]:
+        try:
+            _remove_dir(stale)
+        except OSError:
+            pass  # pruning is housekeeping; the next checkpoint tries again
+    try:
+        ema.save_pretrained(out / "ema", full_config=cfg, extra={"train": {"step": step, **extra}})
+    except (OSError, SafetensorError) as e:
+        raise _write_error(
+            e, out / "ema", f"the checkpoint {final} is complete and ema/ keeps its previous weights"
+        ) from e
     return final
 
 
@@ -283,6 +400,8 @@ def train(
     out = Path(tc.out_dir)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
+        for msg in recover_run(out):
+            print(f"recovered an interrupted write: {msg}", file=sys.stderr)
         _atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))
 
     torch.manual_seed(tc.seed + rank)
@@ -299,6 +418,8 @@ def train(
     step, extra = 0, {"images_seen": 0, "train_seconds": 0.0}
     if resume:
         step, extra = load_checkpoint(out, model, ema, opt, gen)
+        if is_main:
+            _trim_metrics(out, step)
         extra.setdefault("images_seen", 0)
         extra.setdefault("train_seconds", 0.0)
     net = model
@@ -443,8 +564,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = SODAConfig.from_yaml(args.config, rest)
         train(cfg, resume=args.resume)
-    except (ConfigError, FileNotFoundError, TrainingDiverged) as e:
+    except (ConfigError, FileNotFoundError, TrainingDiverged, CheckpointWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # e.g. the disk filled up while writing metrics or samples
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES):
+            raise
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; training stopped", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -176,7 +176,12 @@ def test_every_tab(page):
     page.screenshot(path=str(ARTIFACTS / "panel-views.png"), full_page=True)
 
     page.get_by_role("tab", name="Directions (CLIP)").click()
-    page.get_by_text("coming soon").wait_for(timeout=10_000)
+    page.wait_for_function(  # the status: the loaded model, or what to provide (no CLIP weights in the tests)
+        "(() => { const t = document.querySelector('#clip-status textarea');"
+        " return t && /CLIP ready|CLIP weights are not available/.test(t.value); })()",
+        timeout=30_000,
+    )
+    page.screenshot(path=str(ARTIFACTS / "panel-clip.png"), full_page=True)
 
     page.get_by_role("tab", name="Export / API").click()
     page.get_by_role("button", name="Export the current edit").click()

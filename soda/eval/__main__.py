@@ -1,4 +1,5 @@
-"""``python -m soda.eval --checkpoint PATH --out DIR [--compare PATH ...]``: every protocol, report.md, metrics.json."""
+"""``python -m soda.eval --checkpoint PATH --out DIR [--compare PATH ...] [--clip SPEC]``: every protocol, report.md,
+metrics.json (and, when CLIP weights load, the CLIP slider-name agreement table)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-figures", action="store_true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument(
+        "--clip",
+        metavar="SPEC",
+        default=None,
+        help="open_clip weights (ARCH:PATH, local-dir:DIR, hf-hub:ORG/NAME; default $SODA_CLIP, then the model card): "
+        "adds the table of CLIP slider names vs ground-truth factors (soda.clip.validate_names); without weights the "
+        "report says why it was skipped",
+    )
     a = p.parse_args(argv)
 
     import torch
@@ -42,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..config import ConfigError
     from ..model import load_pretrained
-    from .report import comparison_table, make_figures, save_metrics, write_report
+    from .report import clip_validation, comparison_table, make_figures, save_metrics, write_report
     from .runner import run_all
 
     if a.threads:
@@ -100,8 +109,20 @@ def main(argv: list[str] | None = None) -> int:
             "images_seen": m["images_seen"],
         }
         files = {} if a.no_figures else make_figures(model, figures, out, sizes.steps, sizes.seed)
+
+        def clip_progress(f: float, msg: str, name=Path(ck).name) -> None:
+            print(f"\r{name}: CLIP validation [{f:4.0%}] {msg:<50}", end="", file=sys.stderr, flush=True)
+
+        clip = clip_validation(
+            model, a.clip, out, seed=a.seed, cache=Path(a.out) / "clip-cache", progress=clip_progress
+        )
+        if clip["status"] == "done":
+            print(file=sys.stderr)
+        else:
+            print(f"{ck}: CLIP validation skipped: {clip['reason']}", file=sys.stderr)
+        m["clip_names"] = {k: v for k, v in clip.items() if k != "markdown"}
         save_metrics(out, m)
-        write_report(out, Path(ck).name, m, files, card)
+        write_report(out, Path(ck).name, m, files, card, clip=clip)
         rows.append((Path(ck).name, m))
         print(
             f"{ck}: recon PSNR {m['reconstruction']['psnr']:.2f} dB, "

@@ -105,8 +105,77 @@ BARS = {  # the world32 bars of the evaluation issue (held-out scenes, 32 px)
 }
 
 
-def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dict) -> Path:
-    """report.md for one checkpoint."""
+def clip_validation(
+    model,
+    spec: str | None,
+    out: Path,
+    seed: int = 0,
+    n_data: int = 512,
+    cache: Path | None = None,
+    progress=None,
+    **validate_kw,
+) -> dict:
+    """soda.clip.validate_names for the report when CLIP weights load (spec: the --clip flag, else $SODA_CLIP, else
+    the checkpoint's model card) -> {"status": "done", "spec", "agreement", "markdown", "seconds"}, with
+    OUT/clip_validation.md and .json written; or {"status": "skipped", "reason"} without usable weights."""
+    import time
+
+    from ..clip import ClipUnavailable, load_clip, resolve_spec, validate_names
+
+    ckpt = getattr(model, "checkpoint_dir", None)
+    ckpt = str(ckpt) if ckpt is not None else None
+    resolved = resolve_spec(spec, ckpt)
+    if resolved is None:
+        return {"status": "skipped", "reason": "no CLIP spec was given (--clip SPEC, $SODA_CLIP or the model card)"}
+    t = time.perf_counter()
+    try:
+        clip = load_clip(resolved, checkpoint_dir=ckpt)
+    except ClipUnavailable as e:
+        reason = str(e).splitlines()[0].removeprefix("CLIP weights are not available: ").rstrip(".")
+        return {"status": "skipped", "spec": resolved, "reason": f"the CLIP weights did not load: {reason}"}
+    result = validate_names(
+        model, clip, n_data=n_data, seed=seed, cache=cache or out / "clip-cache", progress=progress, **validate_kw
+    )
+    md = result.markdown()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "clip_validation.md").write_text(f"# Slider names vs ground truth\n\n{md}\n")
+    (out / "clip_validation.json").write_text(json.dumps(result.to_json(), indent=1))
+    return {
+        "status": "done",
+        "spec": resolved,
+        "agreement": result.agreement,
+        "markdown": md,
+        "n_refs": result.meta.get("n_refs"),
+        "n_data": result.meta.get("n_data"),
+        "seconds": round(time.perf_counter() - t, 1),
+    }
+
+
+def clip_section(clip: dict | None) -> list[str]:
+    """The report's "CLIP-named directions" section (lines) from ``clip_validation``'s result."""
+    lines = ["## CLIP-named directions", ""]
+    if not clip or clip.get("status") != "done":
+        reason = (clip or {}).get("reason", "no CLIP spec was given")
+        return lines + [
+            f"CLIP validation was skipped: {reason}. Give open_clip weights with `--clip SPEC` (or `$SODA_CLIP`, "
+            "or a `clip:` entry in the checkpoint's model card); see docs/CLIP.md, *Supplying CLIP weights*.",
+            "",
+        ]
+    return lines + [
+        f"Each section's first principal direction (over {clip.get('n_data', 512)} encoded held-out scenes) is "
+        f"traversed from "
+        f"{clip.get('n_refs', 2)} held-out latents at -2..2 std. Factor classifiers trained on renders with "
+        "ground-truth labels say which factor the frames change most; CLIP "
+        f"(`{clip['spec']}`) names the same frames, and a slider agrees when CLIP's top name maps to that factor "
+        f"(soda.clip.ATTRIBUTE_FACTOR). Also in `clip_validation.md` / `.json` ({clip.get('seconds', '?')} s).",
+        "",
+        clip["markdown"],
+        "",
+    ]
+
+
+def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dict, clip: dict | None = None) -> Path:
+    """report.md for one checkpoint (``clip``: clip_validation's result; None leaves the CLIP section out)."""
     s = m["sizes"]
     lines = [
         f"# Evaluation report: {name}",
@@ -193,6 +262,8 @@ def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dic
     }
     for k, f in files.items():
         lines += [f"**{captions.get(k, k)}**", "", f"![{k}]({f})", ""]
+    if clip is not None:
+        lines += clip_section(clip)
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()), ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))

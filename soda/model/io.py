@@ -27,12 +27,18 @@ class CheckpointMixin:
         self, path: str | os.PathLike, full_config: SODAConfig | None = None, extra: dict | None = None
     ) -> Path:
         """Write model.safetensors + config.json into ``path`` atomically (temp folder, then rename). Other files
-        already in the folder (model card, explorer caches) are kept."""
+        already in the folder (model card, explorer caches) are kept. A failed write (disk full, ...) leaves the
+        previous folder as it was and no temp folder; a crash (kill -9) is repaired by the next save or by
+        ``recover_interrupted_save``."""
         from safetensors.torch import save_file
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        recover_interrupted_save(path)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a checkpoint is meant to be shared
+        moved: list[str] = []
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
         try:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "soda"})
@@ -43,12 +49,20 @@ class CheckpointMixin:
                 for f in path.iterdir():
                     if f.name not in (WEIGHTS_NAME, CONFIG_NAME) and not (tmp / f.name).exists():
                         os.replace(f, tmp / f.name)
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
+                        moved.append(f.name)
                 os.replace(path, old)
                 os.replace(tmp, path)
                 shutil.rmtree(old, ignore_errors=True)
             else:
                 os.replace(tmp, path)
+        except BaseException:
+            # put the previous folder back as it was: its files, and the folder itself if it was moved aside
+            if old.exists() and not path.exists():
+                os.replace(old, path)
+            for name in moved:
+                if (tmp / name).exists() and not (path / name).exists():
+                    os.replace(tmp / name, path / name)
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -65,11 +79,7 @@ class CheckpointMixin:
                 f"{folder}: a '{cfg.model.kind}' checkpoint, expected {' or '.join(want)}; "
                 "load it with soda.api.load_model"
             )
-        model = cls(cfg.model)
-        _load_weights(model, folder / WEIGHTS_NAME, map_location)
-        model.full_config = cfg
-        model.checkpoint_dir = folder
-        return model.eval()
+        return _build_and_load(cls, cfg, folder, map_location)
 
 
 def _data_for(m) -> object:
@@ -79,11 +89,54 @@ def _data_for(m) -> object:
 
 
 def read_config(folder: Path) -> SODAConfig:
-    meta = load_config_json(folder / CONFIG_NAME)
     try:
+        meta = load_config_json(folder / CONFIG_NAME)
         return SODAConfig.from_dict(meta["config"])
     except ConfigError as e:
-        raise ConfigError(f"{folder / CONFIG_NAME}: {e}") from None
+        msg = str(e)
+        raise ConfigError(msg if msg.startswith(str(folder)) else f"{folder / CONFIG_NAME}: {msg}") from None
+    except (RecursionError, TypeError, ValueError) as e:  # absurdly nested JSON, values of the wrong kind
+        raise ConfigError(f"{folder / CONFIG_NAME}: not a usable SODA config ({type(e).__name__})") from None
+
+
+def _build_and_load(builder, cfg: SODAConfig, folder: Path, map_location: str) -> torch.nn.Module:
+    """Check the weights file against the architecture of ``cfg`` before anything is allocated (the model is first
+    built on the meta device and compared with the safetensors header), then build the model and load them."""
+    file = folder / WEIGHTS_NAME
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in builder(cfg.model).state_dict().items()}
+    except Exception as e:  # noqa: BLE001 - a config that validates but cannot build (e.g. negative widths)
+        raise ConfigError(f"{folder / CONFIG_NAME}: describes a model that cannot be built ({e})") from None
+    _check_header(file, shapes)
+    model = builder(cfg.model)
+    _load_weights(model, file, map_location)
+    model.full_config = cfg
+    model.checkpoint_dir = folder
+    return model.eval()
+
+
+def _check_header(file: Path, shapes: dict[str, tuple]) -> None:
+    """The tensors named in the safetensors header must be exactly those of the model, with the same shapes."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ConfigError(f"{file}: not a readable safetensors file ({e})") from None
+    _check_names(file, shapes, have)
+
+
+def _check_names(file: Path, own: dict[str, tuple], have: dict[str, tuple]) -> None:
+    missing = [k for k in own if k not in have]
+    unexpected = [k for k in have if k not in own]
+    bad = [k for k in own if k in have and have[k] != own[k]]
+    if missing or unexpected or bad:
+        raise ConfigError(
+            f"{file}: weights do not match the architecture in config.json "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, different shapes {bad[:3]})"
+        )
 
 
 def _load_weights(model: torch.nn.Module, file: Path, map_location: str) -> None:
@@ -94,16 +147,39 @@ def _load_weights(model: torch.nn.Module, file: Path, map_location: str) -> None
         state = load_file(str(file), device=map_location)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise ConfigError(f"{file}: not a readable safetensors file ({e})") from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    bad = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or unexpected or bad:
-        raise ConfigError(
-            f"{file}: weights do not match the architecture in config.json "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]}, different shapes {bad[:3]})"
-        )
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    _check_names(file, own, {k: tuple(v.shape) for k, v in state.items()})
     model.load_state_dict(state)
+
+
+def recover_interrupted_save(path: str | os.PathLike) -> None:
+    """Finish or undo a ``save_pretrained`` of ``path`` that a crash (kill -9, power loss) interrupted: the folder is
+    put back (the new one when it was complete, else the previous one), files moved aside return, and the hidden
+    temp folders are removed. Nothing happens when no save was interrupted."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+
+    def by_age(pattern: str) -> list[Path]:
+        return sorted(path.parent.glob(pattern), key=lambda p: p.stat().st_mtime)
+
+    tmps, olds = by_age(f".{path.name}.tmp-*"), by_age(f".{path.name}.old-*")
+    if not tmps and not olds:
+        return
+    if not path.exists():
+        complete = [t for t in tmps if (t / WEIGHTS_NAME).is_file() and (t / CONFIG_NAME).is_file()]
+        if complete:  # the crash came after the new folder was written: finish the save
+            os.replace(complete[-1], path)
+            tmps.remove(complete[-1])
+        elif olds:  # before it was written: undo
+            os.replace(olds[-1], path)
+            olds.pop()
+    for leftover in [*tmps, *olds]:
+        if path.is_dir() and leftover.is_dir():
+            for f in leftover.iterdir():
+                if f.name not in (WEIGHTS_NAME, CONFIG_NAME) and not (path / f.name).exists():
+                    os.replace(f, path / f.name)  # a model card or cache that was being carried over
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
@@ -148,9 +224,4 @@ def build_model(cfg) -> torch.nn.Module:
 def load_pretrained(path_or_id: str | os.PathLike, map_location: str = "cpu") -> torch.nn.Module:
     """Any checkpoint of this project (SODA or a baseline), rebuilt from its own config.json."""
     folder = resolve_checkpoint(path_or_id)
-    cfg = read_config(folder)
-    model = build_model(cfg.model)
-    _load_weights(model, folder / WEIGHTS_NAME, map_location)
-    model.full_config = cfg
-    model.checkpoint_dir = folder
-    return model.eval()
+    return _build_and_load(build_model, read_config(folder), folder, map_location)
