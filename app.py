@@ -47,6 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         default=int(os.environ.get("SODA_THREADS", "0")),
         help="torch threads (0 = cores / concurrent renders of the queue)",
     )
+    p.add_argument(
+        "--clip",
+        metavar="SPEC",
+        default=None,
+        help="open_clip weights for the Directions (CLIP) tab: ARCH:PATH, local-dir:DIR or hf-hub:ORG/NAME "
+        "(default: $SODA_CLIP, then the checkpoint's model card; loaded in the background on first use)",
+    )
     a = p.parse_args(argv)
 
     import re
@@ -73,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) // CONCURRENT_RENDERS))
 
     hub = [s.strip() for s in os.environ.get("SODA_HUB_CHECKPOINTS", "").split(",") if s.strip()]
-    ex = Explorer(a.checkpoint, allowed=discover_checkpoints(), hub_ids=hub, n_map=a.n_map)
+    ex = Explorer(a.checkpoint, allowed=discover_checkpoints(), hub_ids=hub, n_map=a.n_map, clip_spec=a.clip)
     last = [-1]
 
     def report(frac: float, msg: str) -> None:

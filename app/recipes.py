@@ -35,7 +35,7 @@ def make_recipe(ex: Explorer, state: dict, seed, quality: str) -> dict:
     z = z[0]
     edits = state["edits"]
     cam = m.camera
-    return {
+    recipe = {
         "format": FORMAT,
         "version": VERSION,
         "checkpoint": m.key,
@@ -49,6 +49,10 @@ def make_recipe(ex: Explorer, state: dict, seed, quality: str) -> dict:
         "z": [float(v) for v in z],
         "source": state.get("source", ""),
     }
+    directions = ex.prompt_directions(m, edits)  # prompt sliders: the vectors travel with the recipe
+    if directions:
+        recipe["directions"] = directions
+    return recipe
 
 
 def export(ex: Explorer, state: dict, seed, quality: str) -> tuple[str, str, str]:
@@ -105,6 +109,9 @@ def read_recipe(path_or_text) -> dict:
     for k, v in d["edits"].items():
         if not math.isfinite(v) or abs(v) > 100:
             raise ExplorerError(f"recipe edit '{k}' must be a finite number within +-100")
+    dirs = d.get("directions", {})
+    if not isinstance(dirs, dict) or not all(isinstance(v, list) and all(_is_num(x) for x in v) for v in dirs.values()):
+        raise ExplorerError("recipe 'directions' must map slider names to lists of numbers")
     steps = d["steps"]
     if not _is_num(steps) or not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
         raise ExplorerError("recipe 'steps' must be an integer in 1..1000")
@@ -138,6 +145,9 @@ def replay(ex: Explorer, recipe: dict, key: str | None = None) -> tuple[np.ndarr
         )
     if recipe.get("fingerprint") and recipe["fingerprint"] != m.assets.fingerprint:
         notes.append("the recipe was made with other weights; the image will differ from the original")
+    for name, vector in (recipe.get("directions") or {}).items():
+        if name not in m.directions:  # checks the name, length, finiteness and the digest of the vector
+            ex.add_prompt_direction(m, name, vector, slot=False)
     unknown = [k for k in recipe["edits"] if k not in m.directions]
     if unknown:
         raise ExplorerError(f"recipe edits unknown to this checkpoint: {', '.join(unknown[:5])}")

@@ -249,8 +249,6 @@ def test_a_recipe_carrying_its_prompt_direction_replays_anywhere(with_clip, tmp_
     state = ex.load_example(ex.new_state(), 1, 0, "preview")
     state, image = ex.apply_edits(state, {name: -2.0}, 0, "preview")
     recipe = recipes.make_recipe(ex, state, 0, "preview")
-    if "directions" not in recipe:
-        pytest.skip("app/recipes.py does not carry prompt directions yet (docs/CLIP.md, 'Recipes')")
     assert list(recipe["directions"]) == [name]
 
     def elsewhere(folder: Path) -> Explorer:

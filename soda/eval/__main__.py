@@ -35,6 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sampler", default=d.sampler, choices=["ddim", "dpmpp_2m"])
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--no-figures", action="store_true")
+    p.add_argument(
+        "--reuse",
+        action="store_true",
+        help="reuse an existing metrics.json of the same checkpoint step and sizes (resumable comparisons)",
+    )
     p.add_argument("--threads", type=int, default=0)
     p.add_argument(
         "--clip",
@@ -45,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         "report says why it was skipped",
     )
     a = p.parse_args(argv)
+
+    from dataclasses import asdict
 
     import torch
     from tqdm import tqdm
@@ -83,11 +90,19 @@ def main(argv: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return 2
-        out = Path(a.out) if i == 0 else Path(a.out) / "compare" / Path(ck).name
+        label = display_name(ck)
+        out = Path(a.out) if i == 0 else Path(a.out) / "compare" / label
         out.mkdir(parents=True, exist_ok=True)
+        train_meta = json.loads((Path(model.checkpoint_dir) / "config.json").read_text()).get("train", {})
+        if a.reuse and (out / "metrics.json").exists():
+            old = json.loads((out / "metrics.json").read_text())
+            if old.get("sizes") == asdict(sizes) and old.get("step") == train_meta.get("step"):
+                print(f"{ck}: reusing {out / 'metrics.json'}", file=sys.stderr)
+                rows.append((label, old))
+                continue
         bars: dict[str, tqdm] = {}
 
-        def progress(stage: str, j: int, n: int, bars=bars, name=Path(ck).name) -> None:
+        def progress(stage: str, j: int, n: int, bars=bars, name=label) -> None:
             if stage not in bars:
                 bars[stage] = tqdm(total=n, desc=f"{name}: {stage}", leave=False, file=sys.stderr)
             bars[stage].n = j
@@ -97,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
         m = run_all(model, sizes, progress, figures=None if a.no_figures else figures)
         for b in bars.values():
             b.close()
-        train_meta = json.loads((Path(model.checkpoint_dir) / "config.json").read_text()).get("train", {})
         m["images_seen"] = train_meta.get("images_seen")
         m["step"] = train_meta.get("step")
         card = {
@@ -110,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         files = {} if a.no_figures else make_figures(model, figures, out, sizes.steps, sizes.seed)
 
-        def clip_progress(f: float, msg: str, name=Path(ck).name) -> None:
+        def clip_progress(f: float, msg: str, name=label) -> None:
             print(f"\r{name}: CLIP validation [{f:4.0%}] {msg:<50}", end="", file=sys.stderr, flush=True)
 
         clip = clip_validation(
@@ -122,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{ck}: CLIP validation skipped: {clip['reason']}", file=sys.stderr)
         m["clip_names"] = {k: v for k, v in clip.items() if k != "markdown"}
         save_metrics(out, m)
-        write_report(out, Path(ck).name, m, files, card, clip=clip)
-        rows.append((Path(ck).name, m))
+        write_report(out, label, m, files, card, clip=clip)
+        rows.append((label, m))
         print(
             f"{ck}: recon PSNR {m['reconstruction']['psnr']:.2f} dB, "
             f"NVS PSNR {m.get('novel_view', {}).get('psnr', float('nan')):.2f} dB, "
@@ -136,6 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             f.write("\n## Comparison\n\n" + table + "\n")
         print(table)
     return 0
+
+
+def display_name(ck: str) -> str:
+    """A run's EMA folder is named after its run (runs/x/ema -> x)."""
+    p = Path(ck)
+    return p.parent.name if p.name == "ema" and p.parent.name else p.name
 
 
 if __name__ == "__main__":
