@@ -59,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     import re
     from pathlib import Path
 
-    if not Path(a.checkpoint).exists():  # fail fast, before the heavy imports
+    try:
+        exists = Path(a.checkpoint).exists()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        exists = False
+    if not exists:  # fail fast, before the heavy imports
         if a.checkpoint == DEFAULT_CHECKPOINT:
             print(HELP_MISSING.format(ckpt=a.checkpoint), file=sys.stderr)
             return 2

@@ -245,16 +245,24 @@ def save_checkpoint(
 
 
 def load_checkpoint(
-    out: Path, model: SODA, ema: SODA, opt: torch.optim.Optimizer, gen: torch.Generator
+    out: Path,
+    model: SODA,
+    ema: SODA,
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+    folder: Path | None = None,
 ) -> tuple[int, dict]:
-    """Restore the newest complete checkpoint; returns (step, extra metadata)."""
+    """Restore the newest complete checkpoint (or the checkpoint ``folder``); returns (step, extra metadata)."""
     from safetensors.torch import load_file
 
-    ptr = out / "latest.json"
-    if not ptr.exists():
-        raise FileNotFoundError(f"--resume: no checkpoint in {out} (missing {ptr})")
-    info = json.loads(ptr.read_text())
-    ck = out / "checkpoints" / info["path"]
+    if folder is None:
+        ptr = out / "latest.json"
+        if not ptr.exists():
+            raise FileNotFoundError(f"--resume: no checkpoint in {out} (missing {ptr})")
+        info = json.loads(ptr.read_text())
+        ck = out / "checkpoints" / info["path"]
+    else:
+        ck = Path(folder)
     meta = json.loads((ck / "state.json").read_text())
     t = load_file(str(ck / "state.safetensors"))
     model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
@@ -561,6 +569,12 @@ def main(argv: list[str] | None = None) -> int:
     bad = [r for r in rest if not (r.startswith("--") and "=" in r)]
     if bad:
         p.error(f"unrecognised arguments {bad}: overrides look like --train.steps=100")
+    import signal
+
+    def _stop(signum, frame):  # SIGTERM (and SIGINT, which background jobs ignore) -> checkpoint, then exit
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
     try:
         cfg = SODAConfig.from_yaml(args.config, rest)
         train(cfg, resume=args.resume)

@@ -200,3 +200,27 @@ def test_core_trainer_runs_with_only_core_dependencies(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "run" / "ema" / "model.safetensors").exists()
     assert "Pillow is not installed" in res.stderr
+
+
+def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
+    import signal
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "soda.train", "--config", "tiny", f"--train.out_dir={run}", "--train.steps=100000",
+           "--train.ckpt_every=100000", "--train.log_every=1", "--train.threads=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not (run / "metrics.jsonl").exists():
+            time.sleep(0.2)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    step = json.loads((run / "latest.json").read_text())["step"]
+    logged = max(json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines())
+    assert step >= logged >= 1 and "interrupted: checkpoint saved" in err

@@ -185,7 +185,11 @@ def recover_interrupted_save(path: str | os.PathLike) -> None:
 def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
     """A local folder with config.json, or a hub id downloaded through huggingface_hub; clear errors otherwise."""
     p = Path(path_or_id)
-    if p.is_dir():
+    try:
+        is_dir, exists = p.is_dir(), p.exists()
+    except (OSError, ValueError):  # not a usable local path (a name too long, a NUL byte): only a hub id can match
+        is_dir = exists = False
+    if is_dir:
         if not (p / CONFIG_NAME).exists():
             raise ConfigError(
                 f"{p}: not a SODA checkpoint folder (no {CONFIG_NAME}; expected {CONFIG_NAME} + {WEIGHTS_NAME})"
@@ -193,11 +197,12 @@ def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
         if not (p / WEIGHTS_NAME).exists():
             raise ConfigError(f"{p}: checkpoint folder has no {WEIGHTS_NAME}")
         return p
-    if p.exists():
+    if exists:
         raise ConfigError(f"{p}: expected a checkpoint folder (with {CONFIG_NAME} and {WEIGHTS_NAME}), got a file")
     s = str(path_or_id)
     if not HUB_ID.fullmatch(s) or ".." in s:
-        raise ConfigError(f"checkpoint '{s}' not found: not a local folder and not a valid hub id (owner/name)")
+        shown = s if len(s) <= 200 else s[:200] + "..."
+        raise ConfigError(f"checkpoint '{shown}' not found: not a local folder and not a valid hub id (owner/name)")
     try:
         from huggingface_hub import snapshot_download
 
