@@ -220,10 +220,12 @@ def save_checkpoint(
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except (OSError, SafetensorError) as e:
+    except BaseException as e:  # a write error, or SIGTERM / Ctrl-C in the middle: put the previous folder back
         if old.exists() and not final.exists():
             os.replace(old, final)
-        raise _write_error(e, final, kept) from e
+        if isinstance(e, (OSError, SafetensorError)):
+            raise _write_error(e, final, kept) from e
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -280,8 +280,7 @@ def test_recipe_through_load_recipe(name, srv, bad, client):
         with pytest.raises(app_error()) as err:
             client.predict(upload(path), api_name="/load_recipe")
         assert_clear_refusal(err.value, case.words)
-        assert not leftovers(before, dirs, [path])
-        still_answering(client)
+        assert not leftovers(before, dirs, [path])  # (the next request, and the last test, show the server is up)
     else:
         _, recon, edited, info = client.predict(upload(path), api_name="/load_recipe")
         assert read(edited).shape == (16, 16, 3) and "recipe" in info
@@ -375,6 +374,6 @@ def test_bad_checkpoints_through_the_launcher(bad, capsys):
     assert not bad[1].exists()
 
 
-def test_the_sentinel_never_appeared(bad):
-    """After every case above: nothing unpickled the corpus pickle."""
+def test_after_the_whole_corpus_the_server_answers_and_nothing_was_unpickled(bad, client):
+    still_answering(client)
     assert not bad[1].exists()

@@ -314,7 +314,8 @@ def _cfg(tmp_path: Path, steps: int = 6) -> SODAConfig:
 
 def _failing_at_second_checkpoint(monkeypatch, where: str):
     """Make the write of checkpoint 4 fail the way a full disk does: ``where`` is state (safetensors' own
-    ENOSPC error), rename (os.replace of the step folder), latest (latest.json) or ema (ema/model.safetensors)."""
+    ENOSPC error), rename (os.replace of the step folder), latest (latest.json), ema (ema/model.safetensors) or
+    ema_swap (moving the new ema/ into place, after the old one was moved aside)."""
     import safetensors.torch
 
     real_save, real_replace = safetensors.torch.save_file, os.replace
@@ -337,8 +338,11 @@ def _failing_at_second_checkpoint(monkeypatch, where: str):
         d = Path(dst)
         if d.name.startswith("step-"):
             step_seen["n"] = int(d.name[5:])
-        if (where == "rename" and d.name == "step-00000004") or (
-            where == "latest" and d.name == "latest.json" and step_seen["n"] == 4
+        swap = where == "ema_swap" and d.name == "ema" and Path(src).name.startswith(".ema.tmp-") and _at(4)
+        if (
+            swap
+            or (where == "rename" and d.name == "step-00000004")
+            or (where == "latest" and d.name == "latest.json" and step_seen["n"] == 4)
         ):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
         return real_replace(src, dst, *a, **k)
@@ -347,7 +351,15 @@ def _failing_at_second_checkpoint(monkeypatch, where: str):
     monkeypatch.setattr(os, "replace", replace)
 
 
-@pytest.mark.parametrize("where", ["state", "rename", "latest", "ema"])
+def _stream_adding_a_model_card(batch, run: Path):
+    """Batches; after checkpoint 2, a README.md appears in ema/ (a model card every later save must keep)."""
+    for i in itertools.count():
+        if i == 3:
+            (run / "ema" / "README.md").write_text("model card")
+        yield batch
+
+
+@pytest.mark.parametrize("where", ["state", "rename", "latest", "ema", "ema_swap"])
 def test_a_full_disk_stops_with_a_clear_message_and_keeps_the_last_checkpoint(where, tmp_path, batch, monkeypatch):
     from soda.train import CheckpointWriteError, train
 
@@ -355,11 +367,12 @@ def test_a_full_disk_stops_with_a_clear_message_and_keeps_the_last_checkpoint(wh
     run = tmp_path / "run"
     _failing_at_second_checkpoint(monkeypatch, where)
     with pytest.raises(CheckpointWriteError) as err:
-        train(cfg, quiet=True, stream=itertools.repeat(batch))
+        train(cfg, quiet=True, stream=_stream_adding_a_model_card(batch, run))
     msg = str(err.value)
     assert msg.startswith("could not write ") and "training stopped" in msg and "Traceback" not in msg
     facts = check_run(run)
-    if where == "ema":  # the training checkpoint got written; ema/ keeps the weights of step 2
+    assert (run / "ema" / "README.md").read_text() == "model card"
+    if where.startswith("ema"):  # the training checkpoint got written; ema/ keeps the weights of step 2
         assert str(run / "ema") in msg and "No space left on device (disk full?)" in msg
         assert facts["latest"] == 4 and facts["ema"] == 2
     else:
@@ -371,6 +384,7 @@ def test_a_full_disk_stops_with_a_clear_message_and_keeps_the_last_checkpoint(wh
     monkeypatch.undo()  # space again: resuming finishes the run (a step folder that exists is replaced safely)
     out = train(cfg, resume=True, quiet=True, stream=itertools.repeat(batch))
     assert out["step"] == 6 and check_run(run)["latest"] == 6 and not hidden_leftovers(run)
+    assert (run / "ema" / "README.md").read_text() == "model card"
 
 
 def test_a_real_write_error_through_the_command_line(tmp_path, batch, capsys, monkeypatch):

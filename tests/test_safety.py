@@ -274,6 +274,12 @@ def test_a_server_path_cannot_be_passed_off_as_an_upload(srv, tmp_path):
 # ------------------------------------------------------------------------------------------------------------
 
 
+def gr_file() -> str:
+    import gradio
+
+    return gradio.__file__
+
+
 def test_the_launch_options_allow_no_extra_paths(srv):
     from gradio.data_classes import _StaticFiles
 
@@ -282,7 +288,9 @@ def test_the_launch_options_allow_no_extra_paths(srv):
     _, _, demo, _ = srv
     opts = launch_options()
     assert not opts.get("allowed_paths") and not demo.allowed_paths
-    assert not _StaticFiles.all_paths  # no gr.set_static_paths
+    site = Path(gr_file()).parents[1]  # site-packages
+    for p in map(Path, _StaticFiles.all_paths):  # gr.set_static_paths: single files of installed packages only
+        assert p.is_file() and p.resolve().is_relative_to(site), p  # (Gradio's icons, plotly.min.js for the map)
     assert opts.get("show_error") is False  # only messages raised as gr.Error reach the browser
 
 
