@@ -353,8 +353,6 @@ def test_bad_checkpoints_through_the_launcher(bad, capsys):
     a one-paragraph error, never a traceback, before serving anything."""
     import torch
 
-    import app as launcher_module  # noqa: F401 - the package; the launcher is the file app.py
-
     spec = importlib.util.spec_from_file_location("soda_app_launcher", ROOT / "app.py")
     launcher = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(launcher)

@@ -131,7 +131,7 @@ def logged_steps(run: Path) -> dict[int, float]:
 # kill -9 at random moments
 # ------------------------------------------------------------------------------------------------------------
 
-STEPS, EVERY, KILLS = 15, 3, 3
+STEPS, EVERY, KILLS = 18, 3, 3  # the kills land by step 15, so the run cannot finish first
 
 
 def _wait(cond, timeout: float, poll: float = 0.02) -> bool:
@@ -146,6 +146,10 @@ def _wait(cond, timeout: float, poll: float = 0.02) -> bool:
 def _armed(run: Path, start: int, p: subprocess.Popen) -> bool:
     done = p.poll() is not None
     return done or (max(logged_steps(run), default=0) > start and (run / "latest.json").exists())
+
+
+def _reached(run: Path, step: int, p: subprocess.Popen) -> bool:
+    return p.poll() is not None or max(logged_steps(run), default=0) >= step
 
 
 def _writing(run: Path) -> bool:
@@ -188,8 +192,10 @@ def test_kill_9_at_random_moments_and_resume(tmp_path):
                 aimed = len(kills) == 1  # the second kill waits for a checkpoint being written
                 if aimed:
                     hit = _wait(lambda p=p: _writing(run) or p.poll() is not None, 30, poll=0.0005)
-                else:
-                    time.sleep(rng.uniform(0.0, 1.0))
+                else:  # a random step within the next two intervals, and a random moment inside it
+                    target = rng.randint(start + 1, start + 2 * EVERY)
+                    _wait(functools.partial(_reached, run, target, p), 180)
+                    time.sleep(rng.uniform(0.0, 0.4))
                     hit = None
                 if p.poll() is None:
                     os.kill(p.pid, signal.SIGKILL)
