@@ -31,6 +31,9 @@ def launch_options() -> dict:
 
 def build_demo(ex: Explorer) -> gr.Blocks:
     """The whole explorer page for ``ex`` (its default checkpoint must load)."""
+    from .media import make_gradio_image_cache_atomic
+
+    make_gradio_image_cache_atomic()  # concurrent users rendering the same image must never read a half-written file
     m = ex.get()
     with gr.Blocks(title="SODA latent explorer", delete_cache=(1800, 3600)) as demo:
         st = gr.State(ex.new_state())
