@@ -86,23 +86,33 @@ def diffusers_kwargs(spec: dict) -> dict:
     n = len(ch)
     down = tuple("AttnDownBlock2D" if i in attn else "DownBlock2D" for i in range(n))
     up = tuple("AttnUpBlock2D" if i in attn else "UpBlock2D" for i in reversed(range(n)))
-    return dict(block_out_channels=tuple(ch), layers_per_block=spec["layers"], down_block_types=down,
-                up_block_types=up, norm_num_groups=spec["groups"], attention_head_dim=spec["head_dim"],
-                add_attention=spec["mid_attn"], norm_eps=1e-6)
+    return dict(
+        block_out_channels=tuple(ch),
+        layers_per_block=spec["layers"],
+        down_block_types=down,
+        up_block_types=up,
+        norm_num_groups=spec["groups"],
+        attention_head_dim=spec["head_dim"],
+        add_attention=spec["mid_attn"],
+        norm_eps=1e-6,
+    )
 
 
 def describe(spec: dict) -> str:
-    return (f"block_out_channels={tuple(spec['channels'])} layers_per_block={spec['layers']} "
-            f"attn_levels={list(spec['attn'])} mid_attn={spec['mid_attn']} head_dim={spec['head_dim']} "
-            f"groups={spec['groups']}")
+    return (
+        f"block_out_channels={tuple(spec['channels'])} layers_per_block={spec['layers']} "
+        f"attn_levels={list(spec['attn'])} mid_attn={spec['mid_attn']} head_dim={spec['head_dim']} "
+        f"groups={spec['groups']}"
+    )
 
 
 def n_params(m: torch.nn.Module) -> int:
     return sum(p.numel() for p in m.parameters())
 
 
-def train_flops_per_image(model, in_ch: int, res: int, k: int, d: int, device: str = "cpu",
-                          by_op: dict | None = None) -> int:
+def train_flops_per_image(
+    model, in_ch: int, res: int, k: int, d: int, device: str = "cpu", by_op: dict | None = None
+) -> int:
     """Forward + backward FLOPs of one image (batch 2, divided), as torch.utils.flop_counter counts them.
 
     ``by_op``, when given, receives the per-op counts (per image), e.g. convolution vs convolution_backward.
@@ -130,8 +140,9 @@ def fits(f: float, p: float, f_ref: float, p_ref: float) -> bool:
     return abs(f / f_ref - 1) <= 0.10 and abs(p / p_ref - 1) <= 0.20
 
 
-def search_theirs(ours_flops: int, ours_params: int, in_ch: int, res: int, k: int, d: int,
-                  groups: int) -> tuple[dict, int, int, int]:
+def search_theirs(
+    ours_flops: int, ours_params: int, in_ch: int, res: int, k: int, d: int, groups: int
+) -> tuple[dict, int, int, int]:
     """Search diffusers' width / depth / attention for the same training FLOPs (<10%) and params (<20%).
 
     Parameter counts come from models built on the meta device (no init, no memory); the candidates within 20%
@@ -148,8 +159,9 @@ def search_theirs(ours_flops: int, ours_params: int, in_ch: int, res: int, k: in
                     ch = tuple(base * m for m in mult)
                     if any(c % groups for c in ch):
                         continue
-                    spec = dict(channels=ch, layers=layers, attn=attn, mid_attn=True, head_dim=ch[-1] // 4,
-                                groups=groups)
+                    spec = dict(
+                        channels=ch, layers=layers, attn=attn, mid_attn=True, head_dim=ch[-1] // 4, groups=groups
+                    )
                     with torch.device("meta"):
                         p = n_params(Theirs(in_ch, 3, res, spec))
                     if abs(p / ours_params - 1) <= 0.20:
@@ -163,8 +175,10 @@ def search_theirs(ours_flops: int, ours_params: int, in_ch: int, res: int, k: in
         f = train_flops_per_image(Theirs(in_ch, 3, res, spec), in_ch, res, k, d)
         if fits(f, p, ours_flops, ours_params):
             return spec, f, p, len(cands)
-    raise SystemExit(f"no diffusers config within 10% FLOPs / 20% params of ours at {res} px among {len(cands)} "
-                     f"candidates with the right parameter count")
+    raise SystemExit(
+        f"no diffusers config within 10% FLOPs / 20% params of ours at {res} px among {len(cands)} "
+        f"candidates with the right parameter count"
+    )
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -264,9 +278,22 @@ def sgemm_gflops(reps: int = 3) -> Sgemm:
 GROUPS = ("conv", "group_norm", "modulation/elementwise", "attention", "optimizer (AdamW)", "other")
 
 
-ELEMENTWISE = {"aten::mul", "aten::mul_", "aten::add", "aten::add_", "aten::silu", "aten::silu_",
-               "aten::silu_backward", "aten::sum", "aten::sub", "aten::div", "aten::sigmoid", "aten::fill_",
-               "aten::zero_", "aten::neg"}
+ELEMENTWISE = {
+    "aten::mul",
+    "aten::mul_",
+    "aten::add",
+    "aten::add_",
+    "aten::silu",
+    "aten::silu_",
+    "aten::silu_backward",
+    "aten::sum",
+    "aten::sub",
+    "aten::div",
+    "aten::sigmoid",
+    "aten::fill_",
+    "aten::zero_",
+    "aten::neg",
+}
 
 
 def op_group(name: str) -> str:
@@ -312,8 +339,9 @@ def profile_steps(v: Variant, steps: int):
     return ops, sum(t for t, _ in ops.values()), by_group
 
 
-def profile_breakdown(v: Variant, ref: Variant | None, steps: int, top: int, conv_flops: tuple[float, float],
-                      sgemm: float) -> list[str]:
+def profile_breakdown(
+    v: Variant, ref: Variant | None, steps: int, top: int, conv_flops: tuple[float, float], sgemm: float
+) -> list[str]:
     """Self-CPU-time breakdown of ours (and, side by side, of ``ref``); ``conv_flops`` = ours' (fwd, bwd)/step."""
     ops, total, by_group = profile_steps(v, steps)
     r_total, r_group = profile_steps(ref, steps)[1:] if ref is not None else (0.0, {})
@@ -330,14 +358,18 @@ def profile_breakdown(v: Variant, ref: Variant | None, steps: int, top: int, con
             row += f"   theirs {r_group.get(g, 0.0) / ms:7.1f} ({100 * r_group.get(g, 0.0) / r_total:4.1f}%)"
         lines.append(row)
     rates = [conv_flops[i] * steps / (conv_t[i] / 1e6) / 1e9 if conv_t[i] else 0.0 for i in (0, 1)]
-    lines.append(f"  our conv kernels alone: forward {rates[0]:.1f} GFLOP/s ({100 * rates[0] / sgemm:.0f}% of sgemm), "
-                 f"backward {rates[1]:.1f} GFLOP/s ({100 * rates[1] / sgemm:.0f}% of sgemm); "
-                 f"even if every non-conv op took no time, ours would be at most "
-                 f"{total / max(by_group['conv'], 1e-9):.2f}x faster")
+    lines.append(
+        f"  our conv kernels alone: forward {rates[0]:.1f} GFLOP/s ({100 * rates[0] / sgemm:.0f}% of sgemm), "
+        f"backward {rates[1]:.1f} GFLOP/s ({100 * rates[1] / sgemm:.0f}% of sgemm); "
+        f"even if every non-conv op took no time, ours would be at most "
+        f"{total / max(by_group['conv'], 1e-9):.2f}x faster"
+    )
     lines.append(f"  our top {top} ops by self CPU time:")
     for name, (t, n) in sorted(ops.items(), key=lambda kv: -kv[1][0])[:top]:
-        lines.append(f"    {name[:56]:<56s} {100 * t / total:5.1f}%  {t / ms:7.1f} ms/step  "
-                     f"calls/step {n // steps:4d}  [{op_group(name)}]")
+        lines.append(
+            f"    {name[:56]:<56s} {100 * t / total:5.1f}%  {t / ms:7.1f} ms/step  "
+            f"calls/step {n // steps:4d}  [{op_group(name)}]"
+        )
     return lines
 
 
@@ -367,12 +399,16 @@ def run_resolution(res: int, args, prev_spec: dict | None) -> dict:
     torch.manual_seed(0)
     theirs = Theirs(in_ch, 3, res, spec)
     print(f"\n=== {res} px, batch {args.batch}, fp32, {torch.get_num_threads()} threads ===")
-    print(f"ours   : soda UNet ({PRESET}: base {u.base_channels}, mult {list(u.channel_mult)}, "
-          f"{u.num_res_blocks} res block/level, attn levels {list(u.attention_levels)}, groups {u.groups}; "
-          f"input {in_ch} ch = 3 + {in_ch - 3} ray ch; z ({k}, {d}))")
+    print(
+        f"ours   : soda UNet ({PRESET}: base {u.base_channels}, mult {list(u.channel_mult)}, "
+        f"{u.num_res_blocks} res block/level, attn levels {list(u.attention_levels)}, groups {u.groups}; "
+        f"input {in_ch} ch = 3 + {in_ch - 3} ray ch; z ({k}, {d}))"
+    )
     print(f"theirs : diffusers UNet2DModel ({describe(spec)}; {how})")
-    print(f"train FLOPs/image (fwd+bwd): ours {f_ours / 1e9:.3f} GFLOP, theirs {f_theirs / 1e9:.3f} GFLOP "
-          f"({100 * (f_theirs / f_ours - 1):+.1f}%)")
+    print(
+        f"train FLOPs/image (fwd+bwd): ours {f_ours / 1e9:.3f} GFLOP, theirs {f_theirs / 1e9:.3f} GFLOP "
+        f"({100 * (f_theirs / f_ours - 1):+.1f}%)"
+    )
     print(f"parameters: ours {p_ours:,}, theirs {p_theirs:,} ({100 * (p_theirs / p_ours - 1):+.1f}%)")
 
     variants = []
@@ -395,37 +431,56 @@ def run_resolution(res: int, args, prev_spec: dict | None) -> dict:
     for v in variants:
         f = f_ours if v.name.startswith("ours") else f_theirs
         spread = f"{min(v.times):.2f}-{max(v.times):.2f} s"
-        print(f"  {v.name:<22s} {1e3 * v.median:8.1f} ms/step ({spread})  {ips[v.name]:6.1f} img/s  "
-              f"{f * ips[v.name] / 1e9:6.1f} GFLOP/s   CPU {v.median_cpu:5.2f} s/step "
-              f"({100 * v.median_cpu / (v.median * nt):3.0f}% of {nt} threads x wall)")
+        print(
+            f"  {v.name:<22s} {1e3 * v.median:8.1f} ms/step ({spread})  {ips[v.name]:6.1f} img/s  "
+            f"{f * ips[v.name] / 1e9:6.1f} GFLOP/s   CPU {v.median_cpu:5.2f} s/step "
+            f"({100 * v.median_cpu / (v.median * nt):3.0f}% of {nt} threads x wall)"
+        )
     print(f"  fp32 sgemm (torch.mm, same rounds), GFLOP/s: {sg.line()}")
     best_ours = max(("ours/NCHW", "ours/channels_last"), key=ips.get)
     best_theirs = max(("theirs/NCHW", "theirs/channels_last"), key=ips.get)
     ratio = ips[best_ours] / ips[best_theirs]
     r_nchw = ips["ours/NCHW"] / ips["theirs/NCHW"]
     r_cl = ips["ours/channels_last"] / ips["theirs/channels_last"]
-    print(f"ratio: {ratio:.2f}  ({res} px, ours/theirs img/s, each at its faster layout: {best_ours} vs "
-          f"{best_theirs}; same layout: NCHW {r_nchw:.2f}, channels_last {r_cl:.2f}; target >= 1.5)")
+    print(
+        f"ratio: {ratio:.2f}  ({res} px, ours/theirs img/s, each at its faster layout: {best_ours} vs "
+        f"{best_theirs}; same layout: NCHW {r_nchw:.2f}, channels_last {r_cl:.2f}; target >= 1.5)"
+    )
     gf = f_ours * ips[best_ours] / 1e9
-    print(f"ours achieved: {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of fp32 sgemm {peak:.1f} GFLOP/s "
-          f"({res} px, {best_ours}; target >= 50%)")
+    print(
+        f"ours achieved: {gf:.1f} GFLOP/s = {100 * gf / peak:.0f}% of fp32 sgemm {peak:.1f} GFLOP/s "
+        f"({res} px, {best_ours}; target >= 50%)"
+    )
     # The same two figures on CPU time (process user+sys, all threads): other processes' load taken out.
     cpu = {v.name: v.median_cpu for v in variants}
     c_ours = min(("ours/NCHW", "ours/channels_last"), key=cpu.get)
     c_theirs = min(("theirs/NCHW", "theirs/channels_last"), key=cpu.get)
     ratio_cpu = cpu[c_theirs] / cpu[c_ours]
     gf_cpu, sg_cpu = f_ours * args.batch / cpu[c_ours] / 1e9, sg.peak_per_cpu_s()
-    print(f"  on CPU time instead of wall time (load-independent check): ratio {ratio_cpu:.2f} "
-          f"({c_ours} vs {c_theirs}); ours {gf_cpu:.1f} GFLOP per CPU-second = {100 * gf_cpu / sg_cpu:.0f}% of "
-          f"sgemm's {sg_cpu:.1f}")
+    print(
+        f"  on CPU time instead of wall time (load-independent check): ratio {ratio_cpu:.2f} "
+        f"({c_ours} vs {c_theirs}); ours {gf_cpu:.1f} GFLOP per CPU-second = {100 * gf_cpu / sg_cpu:.0f}% of "
+        f"sgemm's {sg_cpu:.1f}"
+    )
     best_v = next(v for v in variants if v.name == best_ours)
     if args.profile_steps > 0:
-        conv_f = (ops_ours.get("aten.convolution", 0) * args.batch, ops_ours.get("aten.convolution_backward", 0)
-                  * args.batch)
+        conv_f = (
+            ops_ours.get("aten.convolution", 0) * args.batch,
+            ops_ours.get("aten.convolution_backward", 0) * args.batch,
+        )
         ref = next(v for v in variants if v.name == best_theirs)
         print("\n".join(profile_breakdown(best_v, ref, args.profile_steps, args.top, conv_f, peak)))
-    return dict(res=res, ratio=ratio, gflops=gf, sgemm=peak, ips=ips, best=best_ours, spec=spec,
-                ratio_cpu=ratio_cpu, frac_cpu=gf_cpu / sg_cpu)
+    return dict(
+        res=res,
+        ratio=ratio,
+        gflops=gf,
+        sgemm=peak,
+        ips=ips,
+        best=best_ours,
+        spec=spec,
+        ratio_cpu=ratio_cpu,
+        frac_cpu=gf_cpu / sg_cpu,
+    )
 
 
 def main(argv=None) -> None:
@@ -446,9 +501,11 @@ def main(argv=None) -> None:
     import diffusers
 
     t_start = time.time()
-    print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, cpu count {os.cpu_count()}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"torch {torch.__version__}, diffusers {diffusers.__version__}, threads {torch.get_num_threads()}, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, cpu count {os.cpu_count()}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     print(f"fp32 sgemm (torch.mm) at the start, GFLOP/s: {sgemm_gflops().line()}")
     results, spec = [], None
     for r in args.res:
@@ -456,9 +513,11 @@ def main(argv=None) -> None:
         spec = results[-1]["spec"]
     print(f"\nsummary (load average {os.getloadavg()[0]:.2f}):")
     for r in results:
-        print(f"  {r['res']} px: ratio {r['ratio']:.2f}, ours {r['gflops']:.1f} GFLOP/s = "
-              f"{100 * r['gflops'] / r['sgemm']:.0f}% of sgemm {r['sgemm']:.1f} GFLOP/s ({r['best']}); "
-              f"on CPU time: ratio {r['ratio_cpu']:.2f}, {100 * r['frac_cpu']:.0f}% of sgemm")
+        print(
+            f"  {r['res']} px: ratio {r['ratio']:.2f}, ours {r['gflops']:.1f} GFLOP/s = "
+            f"{100 * r['gflops'] / r['sgemm']:.0f}% of sgemm {r['sgemm']:.1f} GFLOP/s ({r['best']}); "
+            f"on CPU time: ratio {r['ratio_cpu']:.2f}, {100 * r['frac_cpu']:.0f}% of sgemm"
+        )
     print(f"total wall time {time.time() - t_start:.0f} s")
 
 

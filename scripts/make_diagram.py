@@ -40,8 +40,13 @@ def main(out: Path = Path("assets/figures/soda_diagram.png")) -> None:
     arrow(ax, (1.5, 0.7), (2.0, 0.6))
     box(ax, 8.2, 0.3, 1.6, 0.8, "predicted noise\n(diffusion loss)", "#f0f0f0")
     arrow(ax, (7.85, 0.6), (8.2, 0.7))
-    ax.text(5.0, 0.05, "UNet denoiser D: every ResBlock modulated by time and by its own section of z",
-            ha="center", fontsize=7.5)
+    ax.text(
+        5.0,
+        0.05,
+        "UNet denoiser D: every ResBlock modulated by time and by its own section of z",
+        ha="center",
+        fontsize=7.5,
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=130, bbox_inches="tight")
 

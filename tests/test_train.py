@@ -208,8 +208,18 @@ def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "soda.train", "--config", "tiny", f"--train.out_dir={run}", "--train.steps=100000",
-           "--train.ckpt_every=100000", "--train.log_every=1", "--train.threads=1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "soda.train",
+        "--config",
+        "tiny",
+        f"--train.out_dir={run}",
+        "--train.steps=100000",
+        "--train.ckpt_every=100000",
+        "--train.log_every=1",
+        "--train.threads=1",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120

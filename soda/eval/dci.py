@@ -109,7 +109,8 @@ def dci(
     progress: Progress = None,
     seed: int = 0,
 ) -> dict:
-    """codes (N, D) float, factors (N, K) int -> {disentanglement, completeness, informativeness_*, importance_matrix}."""
+    """codes (N, D) float, factors (N, K) int -> {disentanglement, completeness, informativeness_*,
+    importance_matrix}."""
     R, train_acc, test_acc = importance_matrix(
         codes_train, factors_train, codes_test, factors_test, progress=progress, seed=seed
     )

@@ -237,7 +237,8 @@ class LPIPS(nn.Module):
 def load_lpips(
     path: str | Path | None, backbone_path: str | Path | None = None, device: str | torch.device = "cpu"
 ) -> LPIPS:
-    """LPIPS weights (a folder with alex.pth + AlexNet file, or alex.pth itself) -> LPIPS; FileNotFoundError if missing."""
+    """LPIPS weights (a folder with alex.pth + AlexNet file, or alex.pth itself) -> LPIPS;
+    FileNotFoundError if missing."""
     if path is not None and Path(path).is_dir():
         folder = Path(path)
         path, backbone_path = folder / LPIPS_LIN_FILE, backbone_path or folder / ALEXNET_FILE

@@ -72,7 +72,8 @@ def knn_probe(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_te
 
 
 def multilabel_probe(z_train: np.ndarray, Y_train: np.ndarray, z_test: np.ndarray, Y_test: np.ndarray) -> dict:
-    """z (N, D) float, Y (N, A) binary ({0,1} or {-1,+1}) -> {f1, auroc, accuracy (means), per-attribute (A,) arrays}."""
+    """z (N, D) float, Y (N, A) binary ({0,1} or {-1,+1}) -> {f1, auroc, accuracy (means),
+    per-attribute (A,) arrays}."""
     z_train, Y_train, z_test, Y_test = _check(z_train, Y_train, z_test, Y_test)
     if Y_train.ndim != 2 or Y_test.ndim != 2 or Y_train.shape[1] != Y_test.shape[1]:
         raise ValueError(f"expected Y_train (N, A) and Y_test (M, A), got {Y_train.shape} and {Y_test.shape}")
