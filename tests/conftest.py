@@ -25,3 +25,17 @@ def randomise_output_layer(model) -> None:
     torch.manual_seed(123)
     for p in model.unet.out[-1].parameters():
         torch.nn.init.normal_(p, std=0.1)
+
+
+def tiny_model_with_visible_z():
+    """A tiny random SODA whose output depends on z (output conv and z modulations randomised), eval mode."""
+    from soda.config import SODAConfig
+    from soda.model import SODA
+
+    torch.manual_seed(0)
+    m = SODA(SODAConfig.from_yaml("tiny").model)
+    randomise_output_layer(m)
+    for blk in m.modules():
+        if hasattr(blk, "z_mod") and blk.z_mod is not None:
+            torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
+    return m.eval()

@@ -2,23 +2,14 @@
 
 import pytest
 import torch
-from conftest import randomise_output_layer
+from conftest import tiny_model_with_visible_z
 
 from soda import api
-from soda.model import SODA
 
 
 @pytest.fixture(scope="module")
 def model():
-    from soda.config import SODAConfig
-
-    torch.manual_seed(0)
-    m = SODA(SODAConfig.from_yaml("tiny").model)
-    randomise_output_layer(m)
-    for blk in m.modules():  # give z a visible effect without training
-        if hasattr(blk, "z_mod") and blk.z_mod is not None:
-            torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
-    return m.eval()
+    return tiny_model_with_visible_z()
 
 
 def test_decode_is_deterministic_and_in_range(model):

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from conftest import randomise_output_layer
+from conftest import tiny_model_with_visible_z
 
 from soda import api
 from soda import clip as sc
@@ -26,16 +26,7 @@ TINY_CLS = {"n_train": 1200, "n_test": 400, "steps": 200, "batch_size": 32}
 
 @pytest.fixture(scope="module")
 def soda_model():
-    from soda.config import SODAConfig
-    from soda.model import SODA
-
-    torch.manual_seed(0)
-    m = SODA(SODAConfig.from_yaml("tiny").model)
-    randomise_output_layer(m)
-    for blk in m.modules():  # give z a visible effect without training
-        if hasattr(blk, "z_mod") and blk.z_mod is not None:
-            torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
-    return m.eval()
+    return tiny_model_with_visible_z()
 
 
 @pytest.fixture(scope="module")

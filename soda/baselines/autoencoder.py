@@ -55,18 +55,6 @@ class Autoencoder(CheckpointMixin, nn.Module):
         self.encoder = Encoder(3 + self.enc_rays, out, e.base_channels, e.channel_mult, e.blocks_per_stage)
         self.decoder = Decoder(cfg.latent.z_dim, cfg.res, self.dec_rays, e.base_channels, e.channel_mult)
 
-    @property
-    def z_dim(self) -> int:
-        return self.cfg.latent.z_dim
-
-    @property
-    def res(self) -> int:
-        return self.cfg.res
-
-    @property
-    def uses_cameras(self) -> bool:
-        return self.enc_rays > 0 or self.dec_rays > 0
-
     def _stats(self, x: torch.Tensor, rays: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.enc_rays:
             x = torch.cat([x, rays.to(x.dtype)], dim=1)

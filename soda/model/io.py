@@ -21,7 +21,20 @@ HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{
 
 
 class CheckpointMixin:
-    """save_pretrained / from_pretrained for modules built as ``cls(cfg.model)``."""
+    """save_pretrained / from_pretrained for modules built as ``cls(cfg.model)``, and the properties every model of
+    this project shares (it sets ``cfg``, ``enc_rays`` and ``dec_rays``)."""
+
+    @property
+    def z_dim(self) -> int:
+        return self.cfg.latent.z_dim
+
+    @property
+    def res(self) -> int:
+        return self.cfg.res
+
+    @property
+    def uses_cameras(self) -> bool:
+        return self.enc_rays > 0 or self.dec_rays > 0
 
     def save_pretrained(
         self, path: str | os.PathLike, full_config: SODAConfig | None = None, extra: dict | None = None

@@ -45,18 +45,6 @@ class SODA(CheckpointMixin, nn.Module):
             self.register_buffer("null", null)
 
     # ---------------------------------------------------------------------------------------------------------
-    @property
-    def z_dim(self) -> int:
-        return self.cfg.latent.z_dim
-
-    @property
-    def res(self) -> int:
-        return self.cfg.res
-
-    @property
-    def uses_cameras(self) -> bool:
-        return self.enc_rays > 0 or self.dec_rays > 0
-
     def encode(self, x: torch.Tensor, rays: torch.Tensor | None = None) -> torch.Tensor:
         """(B,3,H,W) in [-1,1] (+ rays (B,R,H,W) when the encoder uses cameras) -> z (B, z_dim)."""
         if self.enc_rays:
