@@ -17,6 +17,11 @@ from soda.train import TrainingDiverged, held_out_loss, main, train
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _train_cmd(out_dir, *overrides) -> list[str]:
+    """The CLI command that trains the tiny preset into ``out_dir`` (for subprocess tests)."""
+    return [sys.executable, "-m", "soda.train", "--config", "tiny", f"--train.out_dir={out_dir}", *overrides]
+
+
 def _cfg(tmp_path, *overrides):
     return SODAConfig.from_yaml("tiny", [f"--train.out_dir={tmp_path / 'run'}", *overrides])
 
@@ -186,16 +191,7 @@ def test_core_trainer_runs_with_only_core_dependencies(tmp_path):
         (shadow / name).mkdir(parents=True)
         (shadow / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed (test)')\n")
     env = dict(os.environ, PYTHONPATH=f"{shadow}{os.pathsep}{ROOT}")
-    cmd = [
-        sys.executable,
-        "-m",
-        "soda.train",
-        "--config",
-        "tiny",
-        f"--train.out_dir={tmp_path / 'run'}",
-        "--train.steps=2",
-        "--train.sample_every=2",
-    ]
+    cmd = _train_cmd(tmp_path / "run", "--train.steps=2", "--train.sample_every=2")
     res = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert res.returncode == 0, res.stderr[-3000:]
     assert (tmp_path / "run" / "ema" / "model.safetensors").exists()
@@ -208,18 +204,9 @@ def test_sigterm_writes_a_checkpoint_and_exits(tmp_path):
 
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     run = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "soda.train",
-        "--config",
-        "tiny",
-        f"--train.out_dir={run}",
-        "--train.steps=100000",
-        "--train.ckpt_every=100000",
-        "--train.log_every=1",
-        "--train.threads=1",
-    ]
+    cmd = _train_cmd(
+        run, "--train.steps=100000", "--train.ckpt_every=100000", "--train.log_every=1", "--train.threads=1"
+    )
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.time() + 120
