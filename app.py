@@ -40,6 +40,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     p.add_argument("--share", action="store_true", help="create a public gradio.live link")
+    p.add_argument(
+        "--allow-hub",
+        metavar="IDS",
+        default=os.environ.get("SODA_HUB_CHECKPOINTS", ""),
+        help="hub ids (owner/name, comma-separated) that visitors may open from the page's checkpoint box, or '*' "
+        "for any (local use only); default $SODA_HUB_CHECKPOINTS, else none. --checkpoint itself is always allowed",
+    )
+    p.add_argument(
+        "--hub-max-mb",
+        type=float,
+        default=os.environ.get("SODA_HUB_MAX_MB", "200"),
+        help="largest download (MB) of a hub checkpoint opened from the page (default $SODA_HUB_MAX_MB, else 200)",
+    )
     p.add_argument("--n-map", type=int, default=4000, help="held-out latents in the map when computing assets")
     p.add_argument(
         "--threads",
@@ -83,8 +96,15 @@ def main(argv: list[str] | None = None) -> int:
     # two (bench/app_latency.py, measured while other processes ran).
     torch.set_num_threads(a.threads or max(1, (os.cpu_count() or 1) // CONCURRENT_RENDERS))
 
-    hub = [s.strip() for s in os.environ.get("SODA_HUB_CHECKPOINTS", "").split(",") if s.strip()]
-    ex = Explorer(a.checkpoint, allowed=discover_checkpoints(), hub_ids=hub, n_map=a.n_map, clip_spec=a.clip)
+    hub = [s.strip() for s in a.allow_hub.split(",") if s.strip()]
+    ex = Explorer(
+        a.checkpoint,
+        allowed=discover_checkpoints(),
+        hub_ids=hub,
+        hub_max_mb=a.hub_max_mb,
+        n_map=a.n_map,
+        clip_spec=a.clip,
+    )
     last = [-1]
 
     def report(frac: float, msg: str) -> None:

@@ -52,6 +52,7 @@ from .loaded import (  # noqa: F401 - re-exported for the panels
 from .uploads import UploadError, read_image
 
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+HUB_MAX_MB = 200.0  # default download limit for a hub checkpoint opened from the page (SODA_HUB_MAX_MB)
 
 
 def discover_checkpoints(root: str | Path = "assets/checkpoints") -> list[str]:
@@ -70,6 +71,7 @@ class Explorer(ViewsMixin, MapMixin, ClipMixin):
         checkpoint: str,
         allowed: list[str] | None = None,
         hub_ids: list[str] | None = None,
+        hub_max_mb: float = HUB_MAX_MB,
         n_map: int = 4000,
         n_examples: int = 16,
         device: str = "cpu",
@@ -77,7 +79,11 @@ class Explorer(ViewsMixin, MapMixin, ClipMixin):
         clip_spec: str | None = None,
     ):
         self.default_key = str(checkpoint)
-        self.allowed = list(dict.fromkeys([self.default_key, *(allowed or []), *(hub_ids or [])]))
+        # hub ids the page may open: none by default; "*" (local use) allows any; each within hub_max_mb
+        self.any_hub = "*" in (hub_ids or [])
+        self.hub_max_mb = hub_max_mb
+        hub = [h for h in (hub_ids or []) if h != "*"]
+        self.allowed = list(dict.fromkeys([self.default_key, *(allowed or []), *hub]))
         self.n_map, self.n_examples, self.device, self.max_loaded = n_map, n_examples, device, max_loaded
         self._loaded: OrderedDict[str, Loaded] = OrderedDict()
         self._load_lock = threading.Lock()
@@ -91,12 +97,18 @@ class Explorer(ViewsMixin, MapMixin, ClipMixin):
     # Checkpoints
     # ---------------------------------------------------------------------------------------------------------
     def check_choice(self, key: str) -> str:
-        """A checkpoint the browser may open: an allow-listed entry or a hub id, never an arbitrary local path."""
+        """A checkpoint the browser may open: an allow-listed entry (the command line's, the listed folders, the hub
+        ids of SODA_HUB_CHECKPOINTS / --allow-hub) or, with "*" among those, any hub id; never an arbitrary local
+        path."""
         key = (key or "").strip()
         if key in self.allowed:
             return key
         if HUB_ID.fullmatch(key) and ".." not in key and not Path(key).exists():
-            return key
+            if self.any_hub:
+                return key
+            raise ExplorerError(
+                f"hub checkpoint '{key}' is not allowed on this server (not in SODA_HUB_CHECKPOINTS or --allow-hub)"
+            )
         raise ExplorerError(
             f"'{key}' is not one of the listed checkpoints or a hub id (owner/name). Local folders can only be "
             "opened from the command line: python app.py --checkpoint PATH"
@@ -115,8 +127,9 @@ class Explorer(ViewsMixin, MapMixin, ClipMixin):
             with self._load_lock:
                 if key in self._loaded:
                     return self._loaded[key]
-            try:
-                model = api.load_model(key, self.device)
+            try:  # the command line's checkpoint is free; one opened from the page is size-checked before download
+                limit = None if key == self.default_key else self.hub_max_mb
+                model = api.load_model(key, self.device, max_download_mb=limit)
             except ConfigError as e:
                 raise ExplorerError(str(e)) from None
             if not hasattr(model, "uses_cameras"):

@@ -47,7 +47,7 @@ def build_demo(ex: Explorer) -> gr.Blocks:
                 value=ex.default_key,
                 allow_custom_value=True,
                 label="Checkpoint",
-                info="listed folders or a hub id (owner/name)",
+                info="listed folders or a hub id (owner/name)" if ex.any_hub else "the listed checkpoints",
                 scale=3,
                 elem_id="ckpt",
             )

@@ -1,7 +1,9 @@
 """The library surface used by the app and the evaluation suite: load, encode, decode, edit, interpolate, novel views.
 
 Images are tensors (B,3,H,W) in [-1, 1]; latents are (B, z_dim). Cameras follow soda.data.cameras (OpenCV axes,
-camera-to-world). Every decode is deterministic: the same z, camera, seed, steps and sampler give the same image.
+camera-to-world). Every decode is deterministic: the same z, camera, seed, steps and sampler give the same image
+on the same machine, with the same thread count and batch composition (docs/RELIABILITY.md gives the tolerances
+otherwise).
 
     from soda import api
     model = api.load_model("assets/checkpoints/world32")
@@ -25,8 +27,13 @@ from .diffusion.schedule import alpha_bar
 from .model import SODA
 
 
-def load_model(path_or_id: str, device: str = "cpu") -> SODA:
-    """Checkpoint folder or hub id -> SODA in eval mode (the saved weights are the EMA weights)."""
+def load_model(path_or_id: str, device: str = "cpu", max_download_mb: float | None = None) -> SODA:
+    """Checkpoint folder or hub id -> SODA in eval mode (the saved weights are the EMA weights). With
+    ``max_download_mb``, a hub checkpoint whose files total more is refused (ConfigError) before anything is fetched."""
+    if max_download_mb is not None:
+        from .model import resolve_checkpoint
+
+        path_or_id = str(resolve_checkpoint(path_or_id, max_hub_bytes=int(max_download_mb * (1 << 20))))
     return SODA.from_pretrained(path_or_id, map_location=device)
 
 

@@ -195,8 +195,9 @@ def recover_interrupted_save(path: str | os.PathLike) -> None:
         shutil.rmtree(leftover, ignore_errors=True)
 
 
-def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
-    """A local folder with config.json, or a hub id downloaded through huggingface_hub; clear errors otherwise."""
+def resolve_checkpoint(path_or_id: str | os.PathLike, max_hub_bytes: int | None = None) -> Path:
+    """A local folder with config.json, or a hub id downloaded through huggingface_hub (refused before any download
+    when its files total over ``max_hub_bytes``; no limit by default); clear errors otherwise."""
     p = Path(path_or_id)
     try:
         is_dir, exists = p.is_dir(), p.exists()
@@ -217,9 +218,11 @@ def resolve_checkpoint(path_or_id: str | os.PathLike) -> Path:
         shown = s if len(s) <= 200 else s[:200] + "..."
         raise ConfigError(f"checkpoint '{shown}' not found: not a local folder and not a valid hub id (owner/name)")
     try:
-        from huggingface_hub import snapshot_download
+        from .hub import fetch
 
-        return Path(snapshot_download(s, allow_patterns=["*.json", "*.safetensors", "*.md"]))
+        return fetch(s, max_bytes=max_hub_bytes)
+    except ConfigError:  # over the download limit: its own message
+        raise
     except Exception as e:  # offline, unknown repo, ...
         first = str(e).splitlines()[0] if str(e) else ""
         raise ConfigError(
