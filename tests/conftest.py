@@ -39,3 +39,33 @@ def tiny_model_with_visible_z():
         if hasattr(blk, "z_mod") and blk.z_mod is not None:
             torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
     return m.eval()
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Refuse (and record) every connection and name lookup beyond loopback, so a test can assert that a code path
+    never waits on the network: a direct check, where a wall-clock bound would depend on the machine's speed."""
+    import socket
+
+    attempts: list[str] = []
+    real_connect, real_getaddrinfo = socket.socket.connect, socket.getaddrinfo
+
+    def connect(self, address):
+        host = str(address[0]) if isinstance(address, tuple) else str(address)
+        if self.family == socket.AF_UNIX or host.startswith(LOOPBACK):
+            return real_connect(self, address)
+        attempts.append(f"connect {host}")
+        raise OSError(f"network disabled by the no_network fixture ({host})")
+
+    def getaddrinfo(host, *args, **kw):
+        if host is None or str(host).startswith(LOOPBACK):
+            return real_getaddrinfo(host, *args, **kw)
+        attempts.append(f"lookup {host}")
+        raise socket.gaierror(f"network disabled by the no_network fixture ({host})")
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return attempts

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import time
 
 import pytest
 import torch
@@ -56,11 +55,10 @@ def no_spec(monkeypatch):
 # ------------------------------------------------------------------------------------------------------------
 
 
-def test_no_weights_offline_fails_fast_with_instructions(no_spec):
-    t = time.perf_counter()
+def test_no_weights_offline_fails_fast_with_instructions(no_spec, no_network):
     with pytest.raises(sc.ClipUnavailable) as e:
         sc.load_clip()
-    assert time.perf_counter() - t < 1.0
+    assert no_network == []  # fails without trying the network (no timeout to wait for)
     msg = str(e.value)
     for needle in (
         "--clip",
@@ -75,7 +73,7 @@ def test_no_weights_offline_fails_fast_with_instructions(no_spec):
         assert needle in msg, needle
 
 
-def test_bad_specs_say_what_is_wrong(no_spec, tmp_path):
+def test_bad_specs_say_what_is_wrong(no_spec, no_network, tmp_path):
     cases = {
         "ViT-B-32:/no/such/clip.safetensors": "does not exist",
         "hf-hub:nobody/not-a-cached-repo": "not in the Hugging Face cache",
@@ -86,10 +84,9 @@ def test_bad_specs_say_what_is_wrong(no_spec, tmp_path):
     stray.write_bytes(b"")
     cases[str(stray)] = "names no architecture"
     for spec, needle in cases.items():
-        t = time.perf_counter()
         with pytest.raises(sc.ClipUnavailable, match=needle):
             sc.load_clip(spec)
-        assert time.perf_counter() - t < 5.0, spec  # no network wait (first huggingface_hub import aside)
+        assert no_network == [], spec  # no network attempt, so no network wait
 
 
 def test_local_weights_load_from_file_folder_and_model_card(clip, tmp_path, monkeypatch):

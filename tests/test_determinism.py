@@ -3,15 +3,24 @@
 Two fresh processes, each at torch threads 1 and then 2, read the same upload with the app's reader, encode it, move the
 latent along two directions, and decode it (the default camera, another camera, and in a batch of three), on two
 checkpoints: the `tiny` preset and the architecture of the bundled world32 checkpoint (random weights: the arithmetic,
-not the training, decides determinism). Measured here (CPU, torch 2.x, oneDNN):
+not the training, decides determinism).
 
-* two processes with the same thread count: bit-identical, every tensor (asserted);
-* 1 vs 2 threads: encoding is bit-identical for both, and so is the tiny model's decoding of one image; the world32
-  architecture's decoding differs by ~1e-5 (pixels in [-1, 1]) and a batch of three by up to ~1e-4 on either
-  model, because wider or batched convolutions and matmuls are split into per-thread blocks whose partial sums are
-  added in another order. Asserted: max |diff| <= THREAD_BOUND and uint8 images within one level;
-* the same latent decoded alone or inside a batch of three differs by up to ~2e-4 (batched kernels reorder sums
-  too); the app's decode cache then serves whichever was computed first.
+What is promised, on any x86-64 processor torch supports (docs/RELIABILITY.md, section 4, has the measurements):
+
+* same machine, same environment, same thread count, same inputs and batch composition: bit-identical, every tensor
+  and so every uint8 image, also across fresh processes. The kernels (ATen's vectorised loops, oneDNN convolutions,
+  MKL matrix products) are chosen from the processor's instruction set, its cache sizes, the tensor shapes and the
+  thread count, and then split the work the same way every time (asserted);
+* 1 vs 2 threads: within stated tolerances, not bit-identical. With another thread count a kernel may split a
+  convolution or matrix product into other blocks and add the partial sums in another order (float addition is not
+  associative). Whether it does depends on the processor: on the AMD EPYC where this was written, encoding and the
+  tiny model's single-image decode came out bit-identical, on an Intel Xeon (AVX-512/AMX) the encoding differed by
+  6e-8. Asserted: z within ENCODE_BOUND, decoded pixels within THREAD_BOUND, and uint8 images within one level
+  (an implication of THREAD_BOUND, which is far below one level: a value that moves by less than a level can cross
+  at most one rounding boundary; identical uint8 is not promised, since a pixel whose value lies within ~1e-5 of a
+  boundary flips);
+* one latent decoded alone vs inside a batch of three: within BATCH_BOUND (batched kernels block the sums differently).
+  The app's decode cache then serves whichever version was computed first.
 
 The numbers are printed and quoted in docs/RELIABILITY.md.
 """
@@ -31,7 +40,11 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
-THREAD_BOUND = 5e-4  # max |difference| of decoded pixels in [-1, 1], 1 vs 2 threads (observed: up to 1e-4, see above)
+# Tolerances for a different partial-sum order (observed maxima across processors and instruction sets: RELIABILITY.md)
+ENCODE_BOUND = 1e-5  # max |difference| of z (entries of order 1), 1 vs 2 threads
+THREAD_BOUND = 1e-3  # max |difference| of decoded pixels in [-1, 1], 1 vs 2 threads (8x below one uint8 level)
+BATCH_BOUND = 2e-3  # max |difference| of one image decoded alone vs inside a batch of three (as tests/test_api.py)
+LEVEL = 2 / 255  # one uint8 level in [-1, 1]
 
 WORKER = r"""
 import json, sys
@@ -118,14 +131,21 @@ def test_two_fresh_processes_give_bit_identical_outputs(runs, ckpt):
 
 
 @pytest.mark.parametrize("ckpt", ["tiny", "world32"])
-def test_one_vs_two_threads(runs, ckpt):
+def test_one_vs_two_threads_within_tolerance(runs, ckpt):
     one, two = runs[0][ckpt, 1], runs[0][ckpt, 2]
     diffs = {k: float(np.abs(one[k].astype(np.float64) - two[k]).max()) for k in ("z", "img", "view", "batch")}
     u8 = int(np.abs(one["u8"].astype(int) - two["u8"]).max())
-    batch = float(np.abs(one["batch"][0] - one["img"][0]).max())
-    print(f"\n{ckpt}: 1 vs 2 threads max |diff| {diffs}, uint8 {u8}; alone vs in a batch of 3: {batch:.2e}")
-    assert all(d <= THREAD_BOUND for d in diffs.values()), diffs
+    print(f"\n{ckpt}: 1 vs 2 threads max |diff| {diffs}, uint8 {u8}; max |z| {np.abs(one['z']).max():.2f}")
+    assert diffs["z"] <= ENCODE_BOUND, diffs
+    assert all(diffs[k] <= THREAD_BOUND for k in ("img", "view", "batch")), diffs
+    assert THREAD_BOUND < LEVEL  # so a pixel can cross one rounding boundary at most: uint8 within one level
     assert u8 <= 1
-    assert diffs["z"] == 0.0  # encoding does not depend on the thread count
-    if ckpt == "tiny":  # narrow layers at batch 1: the same sums in the same order
-        assert diffs["img"] == diffs["view"] == 0.0, diffs
+
+
+@pytest.mark.parametrize("ckpt", ["tiny", "world32"])
+def test_alone_vs_in_a_batch_within_tolerance(runs, ckpt):
+    for threads in (1, 2):
+        r = runs[0][ckpt, threads]
+        diff = float(np.abs(r["batch"][0].astype(np.float64) - r["img"][0]).max())
+        print(f"\n{ckpt}, {threads} threads: alone vs in a batch of 3 max |diff| {diff:.2e}")
+        assert diff <= BATCH_BOUND

@@ -212,3 +212,11 @@ def test_launcher_flags_and_environment(ckpt, monkeypatch):
     assert env["hub_ids"] == [REPO, "other/one"] and env["hub_max_mb"] == 50
     flag = _launch(["--checkpoint", str(ckpt), "--allow-hub", "*", "--hub-max-mb", "10"], monkeypatch)
     assert flag["hub_ids"] == ["*"] and flag["hub_max_mb"] == 10
+
+
+def test_the_no_network_guard_sees_the_hub_client(no_network, monkeypatch):
+    """Control for the ``no_network`` fixture (conftest.py) that other tests use instead of wall-clock bounds."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(ConfigError, match="could not be fetched"):
+        resolve_checkpoint("someone/not-cached-anywhere", max_hub_bytes=MB)
+    assert no_network and no_network[0].startswith(("lookup", "connect")), no_network

@@ -1,9 +1,10 @@
 """Many users at once: 32 gradio_client sessions fire their first request at the same moment at the in-process app
 (tiny checkpoint, loopback), then carry on with a short mixed sequence (load an example and edit it, upload and
 traverse, novel views, mix + latent map, export). Every answer must be right (byte-identical to an independent
-soda.api computation, and identical across sessions that asked the same thing), no session may see another's state,
-and the process's peak resident memory must stay below the idle server's + 1 GB. Prints p50 / p95 latency and the
-peak RSS (docs/RELIABILITY.md quotes them).
+soda.api computation made with the same batch composition, within one uint8 level where the app's decode cache makes
+the batch composition differ, and identical across sessions that asked the same thing), no session may see another's
+state, and the process's peak resident memory must stay below the idle server's + 1 GB. Prints p50 / p95 latency and
+the peak RSS (docs/RELIABILITY.md quotes them).
 """
 
 from __future__ import annotations
@@ -189,7 +190,12 @@ def test_32_concurrent_sessions(tmp_path):
             same[("edit", g)].append(r["image"])
         elif kind == "upload":
             assert np.array_equal(r["image"], ref[("upload", g)]), f"upload {g}"
-            assert np.array_equal(r["strip"], ref[("traverse", g)]), f"traverse {g}"
+            # The strip's middle frame (amount 0) is the upload's reconstruction, served from the decode cache as it
+            # was decoded alone; the other two frames are decoded as a batch of two; the reference decodes all three
+            # as one batch. Batched kernels may add partial sums in another order (~1e-4 in [-1, 1], depending on the
+            # processor; docs/RELIABILITY.md section 4), which can move a pixel across one rounding boundary.
+            diff = np.abs(r["strip"].astype(int) - ref[("traverse", g)]).max()
+            assert diff <= 1, f"traverse {g}: {diff} levels"
             assert f"upload-{g}.png" in r["info"]
             same[("upload", g)].append(r["strip"])
         elif kind == "view":

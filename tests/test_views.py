@@ -134,6 +134,7 @@ def test_export_world_round_trip(tmp_path):
     raw = np.load(path)
     assert raw["images"].dtype == np.uint8 and raw["images"].shape == (7, 16, 16, 3)
     ref = world.render(data.factors, data.K, data.c2w, 16)
+    # exact: the export renders these 7 scenes as one slice, the same computation as `ref`
     assert np.array_equal(raw["images"], (ref * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy())
     item = data[3]
     assert torch.allclose(item["image"], ref[3] * 2 - 1, atol=1 / 255 + 1e-6)

@@ -170,7 +170,9 @@ def test_every_shape_is_visible_and_orientation_acts_only_on_asymmetric_shapes()
         w = world.render_geometry(f[:, 4], f[:, 3], f[:, 5], K, c2w, 32)
         coverage = w[:, 2].gt(0).float().mean()
         assert coverage > 0.02, world.SHAPE_NAMES[shape]
-        same = torch.equal(w[0], w[1])
+        # the symmetric shapes skip the rotation, so the two images differ only if the renderer's arithmetic does:
+        # their ray directions are two rows of one matrix product, which no BLAS promises to round identically
+        same = bool((w[0] - w[1]).abs().max() <= 1e-6)
         assert same == (world.SHAPE_NAMES[shape] in ("cylinder", "sphere")), world.SHAPE_NAMES[shape]
 
 
@@ -182,7 +184,8 @@ def test_colours_follow_the_hue_factors():
     floor_only = (w[0, 0] > 0) & (w[0, 1] == 0) & (w[0, 2] == 0)
     wall_only = (w[0, 1] > 0) & (w[0, 0] == 0) & (w[0, 2] == 0)
     assert (img[0, :, floor_only] - img[1, :, floor_only]).abs().max() > 0.05  # floor hue changed
-    assert torch.equal(img[0, :, wall_only], img[1, :, wall_only])  # walls did not
+    # walls did not (up to rounding: the two images' rays are two rows of one matrix product)
+    assert torch.allclose(img[0, :, wall_only], img[1, :, wall_only], rtol=0, atol=1e-6)
 
 
 def test_fixed_camera_renderer_matches_render():
@@ -200,7 +203,10 @@ def test_describe_is_readable():
 
 def test_candidate_culling_never_changes_the_image(monkeypatch):
     # The renderer tests exact intersections only for rays inside the image box of the object's bounding box (and of
-    # its floor shadow). With unbounded boxes every ray is tested: the images must be bit-identical.
+    # its floor shadow). With unbounded boxes every ray is tested: the images must be bit-identical. Exact on any
+    # processor: both renders compute the ray directions with the same matrix product, and a ray's intersection is
+    # then the same chain of element-wise IEEE operations (+ - * / sqrt, comparisons) whether it is gathered among few
+    # candidates or among all rays; no reduction or matrix product runs over the candidate set.
     g = torch.Generator().manual_seed(4)
     f = world.sample_factors(48, g)
     K, c2w = world.sample_cameras(40, g, res=24)
