@@ -62,6 +62,21 @@ class DiffusionConfig:
     sample_steps: int = 50
     preview_steps: int = 8
     guidance: float = 0.0
+    # Training-time sampling of t (soda.diffusion.sample_t): "uniform" (the paper) or "low_snr" (a share of the batch
+    # with its SNR divided by t_shift, a share exactly at t = 1): the decoder must read z where the noise is high.
+    t_sampling: str = "uniform"
+    t_shift: float = 16.0
+    t_shift_share: float = 0.5
+    t_one_share: float = 0.05
+
+    def t_sampling_kwargs(self) -> dict:
+        """Keyword arguments of ``soda.diffusion.sample_t`` for training."""
+        return {
+            "mode": self.t_sampling,
+            "shift": self.t_shift,
+            "shift_share": self.t_shift_share,
+            "one_share": self.t_one_share,
+        }
 
 
 @dataclass
@@ -96,6 +111,13 @@ class TrainConfig:
     channels_last: bool = False
     threads: int = 0  # 0 = torch default
     init_from: str = ""  # warm start: a checkpoint folder whose weights (same architecture) initialise a new run
+    # The z pathway (encoder, z modulation of every block, the learned null) learns z_lr_mult x faster than the rest.
+    z_lr_mult: float = 1.0
+    # Layer masking schedule, in images seen: off for mask_warmup images (until z is in use), then its rates ramp
+    # linearly to model.latent.p_section / p_drop over mask_ramp images. 0 / 0 = the paper: full rates from the start.
+    mask_warmup: int = 0
+    mask_ramp: int = 0
+    eval_scenes: int = 64  # held-out scenes for the checkpoint metrics (recon / object PSNR, z-use gap); 0 = off
 
 
 @dataclass
@@ -197,6 +219,13 @@ class SODAConfig:
         )
         _check(d.prediction in ("eps", "v"), "model.diffusion.prediction", "must be 'eps' or 'v'")
         _check(d.sample_steps >= 1 and d.preview_steps >= 1, "model.diffusion.sample_steps", "must be >= 1")
+        _check(d.t_sampling in ("uniform", "low_snr"), "model.diffusion.t_sampling", "must be uniform or low_snr")
+        _check(d.t_shift >= 1, "model.diffusion.t_shift", "must be >= 1 (the SNR is divided by it)")
+        _check(
+            0 <= d.t_shift_share and 0 <= d.t_one_share and d.t_shift_share + d.t_one_share <= 1,
+            "model.diffusion.t_shift_share",
+            "and t_one_share must be >= 0 with a sum <= 1",
+        )
         _check(
             self.data.dataset in ("world", "folder", "shapes3d"), "data.dataset", "must be world, folder or shapes3d"
         )
@@ -230,6 +259,17 @@ class SODAConfig:
         _check(t.ckpt_every >= 1 and t.log_every >= 1, "train.ckpt_every", "must be >= 1")
         _check(t.device in ("auto", "cpu", "cuda"), "train.device", "must be auto, cpu or cuda")
         _check(t.amp in ("auto", "bf16", "off"), "train.amp", "must be auto, bf16 or off")
+        _check(t.z_lr_mult > 0, "train.z_lr_mult", "must be positive")
+        _check(t.mask_warmup >= 0 and t.mask_ramp >= 0, "train.mask_warmup", "and train.mask_ramp must be >= 0")
+
+    def mask_rate(self, images_seen: int) -> float:
+        """Fraction of the configured masking rates in force after ``images_seen`` training images (0..1)."""
+        t = self.train
+        if images_seen < t.mask_warmup:
+            return 0.0
+        if t.mask_ramp <= 0:
+            return 1.0
+        return min(1.0, (images_seen - t.mask_warmup) / t.mask_ramp)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -279,8 +319,8 @@ def _coerce(tp: Any, val: Any, name: str) -> Any:
     if tp is bool:
         if isinstance(val, bool):
             return val
-        if isinstance(val, str) and val.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return val.lower() in ("true", "1", "yes")
+        if isinstance(val, str) and val.lower() in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+            return val.lower() in ("true", "1", "yes", "on")
         raise ConfigError(f"config field '{name}' must be true/false, got {val!r}")
     if tp in (int, float):
         if isinstance(val, bool) or not isinstance(val, (int, float, str)):
@@ -315,6 +355,8 @@ def apply_override(d: dict, override: str) -> None:
         val = yaml.safe_load(raw)
     except yaml.YAMLError:
         val = raw
+    if isinstance(val, bool) and raw.strip().lower() not in ("true", "false"):
+        val = raw.strip()  # on/off/yes/no: YAML 1.1 booleans, but words for string fields (--train.amp=off)
     parts = key.split(".")
     cur = d
     for p in parts[:-1]:

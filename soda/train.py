@@ -296,8 +296,10 @@ def batch_loss(
     gen: torch.Generator | None,
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
+    t_sampling: dict | None = None,
 ) -> torch.Tensor:
-    """The training objective for a batch: SODA's diffusion loss, or a baseline's own loss. -> scalar."""
+    """The training objective for a batch: SODA's diffusion loss (t drawn per ``t_sampling`` unless given), or a
+    baseline's own loss. -> scalar."""
     if kind != "soda":
         return net(batch["src"], batch.get("src_rays"), batch.get("tgt_rays"), batch["tgt"], generator=gen)
     return diffusion_loss(
@@ -308,6 +310,7 @@ def batch_loss(
         t=t,
         noise=noise,
         generator=gen,
+        t_sampling=t_sampling,
     )
 
 
@@ -423,7 +426,12 @@ def train(
 
         _load_weights(model, resolve_checkpoint(tc.init_from) / "model.safetensors", str(device))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    z_ids = {id(p) for p in model.z_parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in z_ids], "lr_mult": 1.0},
+        {"params": [p for p in model.parameters() if id(p) in z_ids], "lr_mult": tc.z_lr_mult},
+    ]
+    opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
     gen = torch.Generator().manual_seed(tc.seed * 1000 + rank)  # noise, t, masking
     step, extra = 0, {"images_seen": 0, "train_seconds": 0.0}
     if resume:
@@ -448,6 +456,12 @@ def train(
         if is_main and stream is None
         else None
     )
+    scenes = None  # held-out scenes with object masks for the checkpoint metrics (procedural world, SODA only)
+    if fixed is not None and cfg.data.dataset == "world" and cfg.model.kind == "soda" and tc.eval_scenes > 0:
+        from .eval.zuse import held_out_scenes
+
+        scenes = held_out_scenes(tc.eval_scenes, cfg.model.res, seed=tc.seed + 17, n_fourier=cfg.data.n_fourier)
+    t_sampling = cfg.model.diffusion.t_sampling_kwargs()
     sched, pred = cfg.model.diffusion.schedule, cfg.model.diffusion.prediction
     last_ckpt = None
     losses: list[float] = []
@@ -465,10 +479,11 @@ def train(
             batch = _to(next(data), device, tc.channels_last)
             lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup))
             for g in opt.param_groups:
-                g["lr"] = lr
+                g["lr"] = lr * g.get("lr_mult", 1.0)
+            model.mask_rate = cfg.mask_rate(extra["images_seen"])
             net.train()
             with autocast():
-                loss = batch_loss(net, cfg.model.kind, batch, sched, pred, gen)
+                loss = batch_loss(net, cfg.model.kind, batch, sched, pred, gen, t_sampling=t_sampling)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip > 0:
@@ -505,6 +520,7 @@ def train(
                     "step": step,
                     "loss": sum(losses) / len(losses),
                     "lr": lr,
+                    "mask_rate": model.mask_rate,
                     "img_per_s": round(ips, 2),
                     "images_seen": extra["images_seen"],
                     "elapsed_s": round(extra["train_seconds"] + now - t_start, 1),
@@ -529,6 +545,15 @@ def train(
                         "val_loss": held_out_loss(ema, fixed),
                         "elapsed_s": round(ex["train_seconds"], 1),
                     }
+                    if scenes is not None:
+                        from .eval.zuse import scene_metrics
+
+                        rec |= {k: round(v, 3) for k, v in scene_metrics(ema, scenes, steps=20).items()}
+                        if bar is not None:
+                            bar.write(
+                                f"step {step}: held-out recon {rec['recon_psnr']:.2f} dB, object "
+                                f"{rec['recon_psnr_object']:.2f} dB, z gap at t=1 (object) {rec['zgap_t1_object']:.2f} dB"
+                            )
                     with open(out / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(rec) + "\n")
             if is_main and fixed is not None and (step % tc.sample_every == 0 or step == end):

@@ -64,6 +64,10 @@ class Autoencoder(CheckpointMixin, nn.Module):
         mu, logvar = h.chunk(2, dim=1)
         return mu, logvar.clamp(-12, 8)
 
+    def z_parameters(self) -> list[nn.Parameter]:
+        """The encoder (trained at train.z_lr_mult, as SODA's z pathway)."""
+        return list(self.encoder.parameters())
+
     def encode(self, x: torch.Tensor, rays: torch.Tensor | None = None) -> torch.Tensor:
         """(B,3,H,W) -> z (B, z_dim): the posterior mean for the VAE."""
         return self._stats(x, rays)[0]

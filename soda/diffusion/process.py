@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from .schedule import alpha_bar
+from .schedule import alpha_bar, sample_t
 
 
 def q_sample(x0: torch.Tensor, ab: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -45,6 +45,15 @@ def to_eps(out: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor, prediction: s
     return out if prediction == "eps" else v_to_eps(x_t, out, ab)
 
 
+def to_x0(out: torch.Tensor, x_t: torch.Tensor, ab: torch.Tensor, prediction: str) -> torch.Tensor:
+    """Network output (eps or v) -> predicted clean image. v uses x0 = sqrt(ab) x_t - sqrt(1 - ab) v directly, which
+    stays exact at alpha_bar -> 0 where going through eps divides by sqrt(alpha_bar)."""
+    if prediction == "eps":
+        return eps_to_x0(x_t, out, ab)
+    a = _bc(ab, x_t)
+    return a.sqrt() * x_t - (1 - a).sqrt() * out
+
+
 def diffusion_loss(
     denoise: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     x0: torch.Tensor,
@@ -53,11 +62,13 @@ def diffusion_loss(
     t: torch.Tensor | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    t_sampling: dict | None = None,
 ) -> torch.Tensor:
-    """Mean-squared error of ``denoise(x_t, t)`` against eps (or v); t ~ U[0, 1] unless given. -> scalar."""
+    """Mean-squared error of ``denoise(x_t, t)`` against eps (or v) -> scalar. Unless ``t`` is given it is drawn by
+    ``sample_t(schedule=schedule, **t_sampling)`` (t ~ U[0, 1] when ``t_sampling`` is None)."""
     b = x0.shape[0]
     if t is None:
-        t = torch.rand(b, generator=generator, device="cpu").to(x0.device)
+        t = sample_t(b, schedule, generator=generator, **(t_sampling or {})).to(x0.device)
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device="cpu").to(x0.device, x0.dtype)
     ab = alpha_bar(t, schedule).to(x0.device)

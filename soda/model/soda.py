@@ -38,6 +38,7 @@ class SODA(CheckpointMixin, nn.Module):
             u.groups,
             u.dropout,
         )
+        self.mask_rate = 1.0  # fraction of p_section / p_drop applied in training (the trainer's masking warm-up)
         null = torch.zeros(self.n_sections, self.section_dim)
         if lat.null_mode == "learned":
             self.null = nn.Parameter(null)
@@ -57,16 +58,26 @@ class SODA(CheckpointMixin, nn.Module):
         """(B, z_dim) -> (B, K, d)."""
         return z.view(z.shape[0], self.n_sections, self.section_dim)
 
+    def z_parameters(self) -> list[nn.Parameter]:
+        """The z pathway: encoder, the z modulation of every block, the learned null (trained at train.z_lr_mult)."""
+        params = list(self.encoder.parameters())
+        params += [p for m in self.unet.modules() if getattr(m, "z_mod", None) is not None for p in m.z_mod.parameters()]
+        if isinstance(self.null, nn.Parameter):
+            params.append(self.null)
+        return params
+
     def null_sections(self, batch: int) -> torch.Tensor:
         """(B, K, d) the unconditional latent (learned null in every section)."""
         return self.null.unsqueeze(0).expand(batch, -1, -1)
 
     def mask_sections(self, zs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Layer masking: each section -> null with p_section, whole z -> null with p_drop. (B,K,d) -> (B,K,d)."""
+        """Layer masking: each section -> null with p_section, whole z -> null with p_drop (both scaled by
+        ``self.mask_rate``). (B,K,d) -> (B,K,d)."""
         lat = self.cfg.latent
         b, k, _ = zs.shape
         u = torch.rand(b, k + 1, generator=generator).to(zs.device)
-        drop = (u[:, :k] < lat.p_section) | (u[:, k:] < lat.p_drop)  # (B, K)
+        r = self.mask_rate
+        drop = (u[:, :k] < lat.p_section * r) | (u[:, k:] < lat.p_drop * r)  # (B, K)
         null = self.null_sections(b).to(zs.dtype)
         return torch.where(drop[..., None], null, zs)
 
