@@ -135,6 +135,14 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
         "ssim": image_metrics.ssim(_01(rec), _01(rec_set["images"]))["mean"],
         "n": sizes.recon,
     }
+    # does the decoder draw the object from z? object-pixel PSNR and the z-use gap (soda.eval.zuse)
+    from .zuse import masked_psnr, object_masks, z_use_gap
+
+    mask = object_masks(rec_set["factors"], rec_set["K"], rec_set["c2w"], res)
+    m["reconstruction"]["psnr_object"] = float(masked_psnr(rec, rec_set["images"], mask).nanmean())
+    if model.cfg.kind == "soda":
+        r = rec_set["rays"] if model.uses_cameras else None
+        m["z_use_gap"] = z_use_gap(model, rec_set["images"].float(), r, mask, seed=sizes.seed)
     m["timings_s"]["reconstruction"] = round(time.time() - t2, 1)
 
     # ---- novel views: one source view, the other views of the same held-out scene as targets ----
