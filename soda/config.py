@@ -106,7 +106,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     max_minutes: float = 0.0  # 0 = no wall-clock limit
     device: str = "auto"  # "auto" | "cpu" | "cuda"
-    amp: str = "auto"  # "auto" (bf16 on CUDA, off on CPU) | "bf16" | "off"
+    amp: str = "auto"  # "auto" (bf16 on CUDA and AMX-BF16 CPUs, else off: soda.train.resolve_amp) | "bf16" | "off"
     compile: bool = False
     channels_last: bool = False
     threads: int = 0  # 0 = torch default
