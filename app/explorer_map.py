@@ -34,6 +34,7 @@ class MapMixin:
         self.calls["map"] += 1
         xy = self.map_coords(m, view, progress).numpy().astype(np.float64)
         a = m.assets
+        which = "held-out" if a.meta.get("held_out", True) else "training"  # soda.precompute says which
         marker: dict = {"size": 5, "opacity": 0.75}
         hover = "#%{pointIndex}"
         custom = None
@@ -55,7 +56,7 @@ class MapMixin:
             "y": np.round(xy[:, 1], 4).tolist(),
             "marker": marker,
             "hovertemplate": hover + "<extra></extra>",
-            "name": "held-out latents",
+            "name": f"{which} latents",
         }
         if custom is not None:
             trace["customdata"] = custom
@@ -69,7 +70,7 @@ class MapMixin:
                 "clickmode": "event",
                 "dragmode": "pan",
                 "hovermode": "closest",
-                "title": {"text": f"{len(xy)} held-out latents, {view}", "font": {"size": 13}},
+                "title": {"text": f"{len(xy)} {which} latents, {view}", "font": {"size": 13}},
                 "xaxis": {"title": {"text": f"{axis}1"}, "zeroline": False},
                 "yaxis": {"title": {"text": f"{axis}2"}, "zeroline": False},
             },

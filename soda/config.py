@@ -84,9 +84,16 @@ class DataConfig:
     dataset: str = "world"  # "world" | "folder" | "shapes3d"
     res: int = 32
     mode: str = "multiview"  # "multiview" | "identity" | "augment"
-    p_identity: float = 0.25  # multiview: probability that the target camera equals the source camera
+    # multiview: probability that the target camera equals the source camera; augment: that the target is the
+    # source view itself (same crop and flip)
+    p_identity: float = 0.25
     path: str = ""  # folder / file for real data
     n_fourier: int = 0
+    # augment: random-resized-crop area range (fraction of the image) and horizontal flips
+    crop_scale: tuple[float, ...] = (0.5, 1.0)
+    flip: bool = True
+    # folder: share of the files held out (stable hash of the relative path; a 'split' column in labels.csv wins)
+    test_fraction: float = 0.1
 
 
 @dataclass
@@ -103,6 +110,7 @@ class TrainConfig:
     log_every: int = 20
     ckpt_every: int = 500
     sample_every: int = 1000
+    sample_minutes: float = 10.0  # also write a sample grid at least this often (and at every stop); 0 = off
     keep_checkpoints: int = 2
     max_minutes: float = 0.0  # 0 = no wall-clock limit
     device: str = "auto"  # "auto" | "cpu" | "cuda"
@@ -239,6 +247,10 @@ class SODAConfig:
             "data.mode",
             "multiview needs camera data (data.dataset: world)",
         )
+        _check(0 <= self.data.p_identity <= 1, "data.p_identity", "must be in [0, 1]")
+        cs = self.data.crop_scale
+        _check(len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1, "data.crop_scale", "must be [low, high], 0 < low <= high <= 1")
+        _check(0 <= self.data.test_fraction < 1, "data.test_fraction", "must be in [0, 1)")
         _check(
             m.ray_channels == 6 + 12 * self.data.n_fourier,
             "model.ray_channels",

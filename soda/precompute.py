@@ -116,7 +116,16 @@ def _writable(folder: Path) -> bool:
 def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str], dict | None, list]:
     """n held-out images of the checkpoint's data -> (images (n,3,H,W) in [-1,1], factors (n,F) or None, captions,
     camera, factor names). World data is rendered from the test split and the default camera (the camera uploads are
-    assumed to have); file datasets give a seeded random subset of their images (and their factors or labels)."""
+    assumed to have); an image folder gives a seeded random subset of its held-out files (``split="test"``, which
+    training never reads), other file datasets of all their images. ``held_out_info`` says which."""
+    d = _held_out(model, n, seed)
+    return d["images"], d["factors"], d["captions"], d["camera"], d["names"]
+
+
+def _held_out(model, n: int, seed: int) -> dict:
+    """held_out_data's values as a dict, plus 'classes' ({factor: {value: class name}} for categorical factors) and
+    'held_out' (False when the images are not held out: a folder without held-out files, a checkpoint trained before
+    folders had a split, or a data set without a split)."""
     cfg = getattr(model, "full_config", None)
     dataset = cfg.data.dataset if cfg is not None else "world"
     if dataset == "world":
@@ -126,12 +135,23 @@ def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor 
         factors = world.sample_factors(n, g, split="test")
         cam = dict(world.DEFAULT_CAMERA)
         images = world.FixedCameraRenderer(model.res, cam)(factors) * 2 - 1
-        camera = cam if model.uses_cameras else None
-        return images, factors, [world.describe(f) for f in factors], camera, list(world.FACTOR_NAMES)
-    try:
-        from .data.streams import image_source
+        return {
+            "images": images,
+            "factors": factors,
+            "captions": [world.describe(f) for f in factors],
+            "camera": cam if model.uses_cameras else None,
+            "names": list(world.FACTOR_NAMES),
+            "classes": {"shape": dict(enumerate(world.SHAPE_NAMES))},
+            "held_out": True,
+        }
+    from .data.streams import EmptySplitError, held_out, image_source
 
-        source = image_source(cfg)
+    try:
+        try:
+            source = image_source(cfg, "test")
+            honest = held_out(source) and _trained_with_split(model)
+        except EmptySplitError:
+            source, honest = image_source(cfg, "all"), False
         total = len(source)
     except Exception as e:  # the data is not on this machine
         raise FileNotFoundError(
@@ -152,7 +172,46 @@ def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor 
                 names = [str(x) for x in got]
                 break
         names = names or [f"factor_{i}" for i in range(factors.shape[1])]
-    return images, factors, [f"#{i}" for i in idx], None, names
+    rel = getattr(source, "relpaths", None)
+    captions = [rel[i] if rel is not None else f"#{i}" for i in idx]
+    if factors is not None and rel is not None:
+        captions = [
+            f"{c} ({', '.join(f'{k}={_value_name(source, k, int(v))}' for k, v in zip(names, f.tolist()))})"
+            for c, f in zip(captions, factors, strict=True)
+        ]
+    classes = {}
+    for j, name in enumerate(names):
+        if getattr(source, "label_kinds", {}).get(name) == "categorical":
+            values = sorted(set(source.labels[:, j].tolist())) if source.labels is not None else []
+            classes[name] = {v: _value_name(source, name, v) for v in values}
+    return {
+        "images": images,
+        "factors": factors,
+        "captions": captions,
+        "camera": None,
+        "names": names,
+        "classes": classes,
+        "held_out": honest,
+    }
+
+
+def _value_name(source, name: str, v: int) -> str:
+    """A label value's name: the class name of a mapped CSV column, else the integer itself."""
+    cls = getattr(source, "label_classes", {}).get(name)
+    return str(cls[v]) if cls is not None and 0 <= v < len(cls) else str(v)
+
+
+def _trained_with_split(model) -> bool:
+    """Whether the checkpoint was trained with folder splits (its config records data.test_fraction); earlier
+    folder checkpoints trained on every file, so none of their files is held out."""
+    folder = getattr(model, "checkpoint_dir", None)
+    if folder is None:
+        return True
+    try:
+        meta = json.loads((Path(folder) / "config.json").read_text())
+        return "test_fraction" in meta["config"]["data"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
 
 
 def _class_names(name: str) -> list[str] | None:
@@ -183,15 +242,18 @@ def label_direction(Z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (w * std).float()
 
 
-def named_directions(Z: torch.Tensor, factors: torch.Tensor, names: list[str]) -> tuple[torch.Tensor, list[str]]:
+def named_directions(
+    Z: torch.Tensor, factors: torch.Tensor, names: list[str], classes: dict[str, dict[int, str]] | None = None
+) -> tuple[torch.Tensor, list[str]]:
     """One direction per ordered factor (upper half vs lower half of its values) and one per class of a categorical
-    factor with named classes (that class vs the rest). -> ((N, z_dim), labels)."""
+    factor (that class vs the rest). ``classes``: {factor: {value: class name}} for the categorical factors (default:
+    the procedural world's shape). -> ((N, z_dim), labels)."""
     dirs, labels = [], []
     for j, name in enumerate(names):
         f = factors[:, j]
-        classes = _class_names(name)
-        if classes is not None:
-            for c, cname in enumerate(classes):
+        named = classes.get(name) if classes is not None else dict(enumerate(_class_names(name) or [])) or None
+        if named is not None:
+            for c, cname in named.items():
                 y = f == c
                 if 0 < int(y.sum()) < len(y):
                     dirs.append(label_direction(Z, y))
@@ -245,12 +307,16 @@ def compute_assets(
 ) -> ExplorerAssets:
     """Encode held-out data of ``model``'s checkpoint and derive directions, the PCA map and the OOD model."""
     say = progress or (lambda f, s: None)
-    say(0.0, "rendering held-out examples")
-    ex_img, ex_fac, ex_cap, camera, names = held_out_data(model, n_examples, seed)
+    cfg = getattr(model, "full_config", None)
+    world = cfg is None or cfg.data.dataset == "world"
+    say(0.0, "rendering held-out examples" if world else "reading example images")
+    ex = _held_out(model, n_examples, seed)
+    ex_img, ex_fac, ex_cap, camera, names = ex["images"], ex["factors"], ex["captions"], ex["camera"], ex["names"]
     say(0.05, "encoding examples")
     ex_z = api.encode(model, ex_img)
-    say(0.1, f"rendering {n_map} held-out scenes for the map")
-    map_img, map_fac, _, _, _ = held_out_data(model, n_map, seed + 1)
+    say(0.1, f"rendering {n_map} held-out scenes for the map" if world else "reading the map's images")
+    mp = _held_out(model, n_map, seed + 1)
+    map_img, map_fac = mp["images"], mp["factors"]
     Z = []
     bs = 128
     for i in range(0, map_img.shape[0], bs):
@@ -262,7 +328,7 @@ def compute_assets(
     sec_t = torch.stack([torch.stack(c + [torch.zeros(model.z_dim)] * (n_components - len(c))) for c in sec])
     say(0.85, "label directions")
     if map_fac is not None:
-        nd, labels = named_directions(Z, map_fac, names)
+        nd, labels = named_directions(Z, map_fac, names, mp["classes"])
     else:
         nd, labels = torch.zeros(0, model.z_dim), []
     say(0.95, "map projection and OOD model")
@@ -287,7 +353,13 @@ def compute_assets(
         ood_threshold=float(torch.quantile(dist, 0.99)),
         ood_typical=float(dist.median()),
         camera=camera,
-        meta={"n_map": int(Z.shape[0]), "n_examples": int(ex_z.shape[0]), "n_components": n_components, "seed": seed},
+        meta={
+            "n_map": int(Z.shape[0]),
+            "n_examples": int(ex_z.shape[0]),
+            "n_components": n_components,
+            "seed": seed,
+            "held_out": bool(ex["held_out"] and mp["held_out"]),
+        },
     )
 
 

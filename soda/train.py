@@ -475,11 +475,7 @@ def train(
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
 
     data = stream if stream is not None else make_stream(cfg, rank=rank, world_size=world, start_step=step)
-    fixed = (
-        _to(make_stream(cfg, rank=0, world_size=1, start_step=0, split="test").__next__(), device, False)
-        if is_main and stream is None
-        else None
-    )
+    fixed = _held_out_batch(cfg, device, quiet) if is_main and stream is None else None
     scenes = None  # held-out scenes with object masks for the checkpoint metrics (procedural world, SODA only)
     if fixed is not None and cfg.data.dataset == "world" and cfg.model.kind == "soda" and tc.eval_scenes > 0:
         from .eval.zuse import held_out_scenes
@@ -492,6 +488,7 @@ def train(
     history: list[dict] = []
     t_start = time.time()
     t_log, n_log = time.time(), 0
+    t_sample, step0, timeup = t_start, step, False
     end = tc.steps if stop_at is None else min(stop_at, tc.steps)
     bar = None
     if is_main and not quiet:
@@ -555,6 +552,7 @@ def train(
                         f.write(json.dumps(rec) + "\n")
                     if bar is not None:
                         eta = (tc.steps - step) * batch["tgt"].shape[0] * world / max(ips, 1e-9)
+                        eta = _follow_time_limit(bar, tc, step, step0, eta, rec["elapsed_s"], now - t_start)
                         bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{ips:.1f}", eta=f"{eta / 60:.0f}m")
                 losses.clear()
                 t_log, n_log = now, 0
@@ -580,26 +578,81 @@ def train(
                             )
                     with open(out / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(rec) + "\n")
-            if is_main and fixed is not None and (step % tc.sample_every == 0 or step == end):
-                save_sample_grid(
-                    out / "samples" / f"step-{step:08d}.png",
-                    fixed,
-                    generate(ema, fixed, steps=min(20, cfg.model.diffusion.sample_steps)),
-                )
+            due = tc.sample_minutes > 0 and time.time() - t_sample >= tc.sample_minutes * 60
+            if is_main and fixed is not None and (step % tc.sample_every == 0 or step == end or timeup or due):
+                _write_samples(out, step, ema, fixed, cfg)
+                t_sample = time.time()
             if timeup:
                 break
     except KeyboardInterrupt:
         if is_main:
             ex = dict(extra, train_seconds=extra["train_seconds"] + time.time() - t_start)
             last_ckpt = save_checkpoint(out, step, model, ema, opt, gen, cfg, ex)
+            grid = _write_samples(out, step, ema, fixed, cfg) if fixed is not None else None
             print(f"\ninterrupted: checkpoint saved at step {step} in {last_ckpt}", file=sys.stderr)
+            if grid is not None:
+                print(f"samples (source | target | generated): {grid}", file=sys.stderr)
         raise
     finally:
         if bar is not None:
             bar.close()
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+    if is_main and not quiet:
+        print(_stop_line(cfg, step, extra, time.time() - t_start, out, timeup, fixed is not None), file=sys.stderr)
     return {"step": step, "history": history, "out_dir": str(out), "model": model, "ema": ema}
+
+
+def _held_out_batch(cfg: SODAConfig, device: torch.device, quiet: bool) -> dict:
+    """The fixed batch for the held-out loss and the sample grids: the first batch of the test split (held-out scenes;
+    a folder's held-out files). A folder without held-out files (one image) uses a training batch and says so."""
+    from .data.streams import EmptySplitError
+
+    try:
+        batch = next(make_stream(cfg, rank=0, world_size=1, start_step=0, split="test"))
+    except EmptySplitError as e:
+        if not quiet:
+            print(f"warning: {e}: the held-out loss and sample grids use training images", file=sys.stderr)
+        batch = next(make_stream(cfg, rank=0, world_size=1, start_step=0, split="train"))
+    return _to(batch, device, False)
+
+
+def _follow_time_limit(bar, tc, step: int, step0: int, eta: float, elapsed: float, session: float) -> float:
+    """When train.max_minutes ends the run before train.steps, the bar's total becomes the step the limit will be
+    reached at (projected from this session's overall rate, checkpoints and samples included) and the ETA the time
+    left. -> the ETA in seconds."""
+    if not tc.max_minutes:
+        return eta
+    left = max(0.0, tc.max_minutes * 60 - elapsed)
+    if left >= eta:
+        return eta
+    rate = (step - step0) / max(session, 1e-9)
+    bar.total = max(step, min(tc.steps, step + int(left * rate)))
+    bar.refresh()
+    return left
+
+
+def _write_samples(out: Path, step: int, ema, fixed: dict, cfg: SODAConfig) -> Path:
+    path = out / "samples" / f"step-{step:08d}.png"
+    save_sample_grid(path, fixed, generate(ema, fixed, steps=min(20, cfg.model.diffusion.sample_steps)))
+    return path
+
+
+def _stop_line(cfg: SODAConfig, step: int, extra: dict, session: float, out: Path, timeup, samples) -> str:
+    """Why the run stopped, where it got to, and where to look."""
+    tc = cfg.train
+    mins = (extra["train_seconds"] + session) / 60
+    where = f"step {step} of {tc.steps} ({extra['images_seen']} images, {mins:.1f} min of training)"
+    if timeup:
+        head = f"time limit reached (train.max_minutes={tc.max_minutes:g}): stopped at {where}"
+    elif step >= tc.steps:
+        head = f"finished: {where}"
+    else:
+        head = f"stopped at {where}"
+    tail = f"; EMA weights in {out / 'ema'}"
+    if samples:
+        tail += f", samples in {out / 'samples' / f'step-{step:08d}.png'}"
+    return head + tail + ("; continue with --resume and a larger train.max_minutes" if timeup else "")
 
 
 def _yaml(d: dict) -> str:

@@ -147,7 +147,8 @@ def test_cli(ckpt, cache, capsys):
 
 
 def test_a_folder_checkpoint_without_cameras(tmp_path, cache):
-    """Image-folder data (labels from a CSV, no cameras): assets from the files; the explorer works without cameras."""
+    """Image-folder data (labels from a CSV, no cameras): examples and map from the held-out files only, one label
+    direction per class of a categorical column; the explorer works without cameras."""
     import numpy as np
     from PIL import Image
 
@@ -157,11 +158,15 @@ def test_a_folder_checkpoint_without_cameras(tmp_path, cache):
 
     data = tmp_path / "images"
     data.mkdir()
-    rows = ["filename,bright"]
+    rows = ["filename,bright,animal,split"]
+    held = set()
     for i in range(24):
         v = 40 + 8 * i
         Image.fromarray(np.full((20, 24, 3), v, np.uint8)).save(data / f"{i:02d}.png")
-        rows.append(f"{i:02d}.png,{int(v > 130)}")
+        split = "train" if i % 3 == 0 else "test"
+        if split == "test":
+            held.add(f"{i:02d}.png")
+        rows.append(f"{i:02d}.png,{int(v > 130)},{['cat', 'dog', 'emu', 'fox'][i % 4]},{split}")
     (data / "labels.csv").write_text("\n".join(rows) + "\n")
     cfg = SODAConfig.from_yaml(
         "tiny",
@@ -174,12 +179,22 @@ def test_a_folder_checkpoint_without_cameras(tmp_path, cache):
         ],
     )
     SODA(cfg.model).save_pretrained(tmp_path / "ckpt", full_config=cfg)
-    ex = Explorer(str(tmp_path / "ckpt"), n_map=16, n_examples=4)
+    ex = Explorer(str(tmp_path / "ckpt"), n_map=40, n_examples=4)
     m = ex.get()
-    assert m.assets.map_latents.shape == (16, 20) and m.assets.camera is None and m.camera is None
-    assert m.assets.factor_names == ["bright"] and m.assets.named_labels == ["bright +"]
+    assert m.assets.map_latents.shape == (16, 20) and m.assets.camera is None and m.camera is None  # 16 held out
+    assert m.assets.meta["held_out"] is True
+    assert {c.split(" ")[0] for c in m.assets.example_captions} <= held
+    assert m.assets.factor_names == ["bright", "animal"]
+    assert m.assets.named_labels == ["bright +", "animal: cat", "animal: dog", "animal: emu", "animal: fox"]
+    # the map is exactly the held-out images: encoding them again gives the map latents (as a set)
+    from soda.data.formats.folder import ImageFolder
+
+    test = ImageFolder(data, res=16, split="test")
+    z = api.encode(m.model, torch.stack([test[i]["image"] for i in range(len(test))]))
+    assert torch.cdist(m.assets.map_latents, z).min(1).values.max() < 1e-4
     state = ex.load_example(ex.new_state(), 0, 0, "preview")
     assert ex.edited(state, 0, "preview").shape == (16, 16, 3)
-    assert len(ex.map_figure(m.key, "PCA", "bright")["data"][0]["x"]) == 16
+    fig = ex.map_figure(m.key, "PCA", "bright")
+    assert len(fig["data"][0]["x"]) == 16 and fig["layout"]["title"]["text"].startswith("16 held-out latents")
     with pytest.raises(ExplorerError, match="without cameras"):
         ex.novel_view(state, 0, 20, 4, 0, "preview")

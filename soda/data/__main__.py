@@ -131,7 +131,17 @@ def main(argv=None) -> int:
     s.add_argument("--rows", type=int, default=2)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--split", default="train", choices=["train", "test", "all"])
+    dg = sub.add_parser("digits", help="write scikit-learn's 8x8 digits as an image folder with labels.csv")
+    dg.add_argument("--out", default="data/digits")
+    dg.add_argument("--res", type=int, default=32)
+    dg.add_argument("--test-size", type=float, default=0.2, help="held-out share, stratified by digit")
+    dg.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.command == "digits":
+        from .digits import write_digits
+
+        print(f"wrote {write_digits(args.out, args.res, args.test_size, args.seed)}")
+        return 0
     return _export(args) if args.command == "export" else _sheet(args)
 
 

@@ -204,7 +204,9 @@ def colour_jitter(x: torch.Tensor, g: torch.Generator, strength: float = 0.4) ->
 
 
 class AugmentPairs(IterableDataset):
-    """Infinite batches {'src', 'tgt'} (B,3,res,res) in [-1,1]: two independent augmentations of the same images.
+    """Infinite batches {'src', 'tgt'} (B,3,res,res) in [-1,1]: two independent augmentations of the same images
+    (with probability ``p_identity`` the target is the source view itself, the augmentation analogue of
+    ``WorldPairs``' same-camera pairs: it teaches the decoder to reproduce the framing it was given).
 
     ``images_source`` is any indexable dataset whose items are (3,H,W) tensors in [-1,1] or dicts with 'image'.
     Colour jitter (brightness/contrast/saturation only) is off by default: never use it when colour is a factor.
@@ -224,10 +226,14 @@ class AugmentPairs(IterableDataset):
         rank: int = 0,
         world_size: int = 1,
         start_step: int = 0,
+        p_identity: float = 0.0,
     ):
         if len(images_source) == 0:
             raise ValueError("AugmentPairs needs a non-empty images_source")
+        if not 0.0 <= p_identity <= 1.0:
+            raise ValueError(f"p_identity must be in [0, 1], got {p_identity}")
         self.source, self.res, self.batch_size, self.seed = images_source, res, batch_size, seed
+        self.p_identity = p_identity
         self.scale, self.ratio, self.flip = scale, ratio, flip
         self.color_jitter, self.jitter_strength = color_jitter, jitter_strength
         self.rank, self.world_size, self.start_step = rank, world_size, start_step
@@ -241,10 +247,11 @@ class AugmentPairs(IterableDataset):
         g = torch.Generator().manual_seed(stream_seed(self.seed, 1_000_003 + self.rank, step))
         idx = torch.randint(len(self.source), (self.batch_size,), generator=g)
         src, tgt = [], []
-        for i in idx.tolist():
+        same = (torch.rand(self.batch_size, generator=g) < self.p_identity).tolist() if self.p_identity else None
+        for k, i in enumerate(idx.tolist()):
             x = _as_image(self.source[i])
             src.append(self._view(x, g))
-            tgt.append(self._view(x, g))
+            tgt.append(src[-1] if same and same[k] else self._view(x, g))
         return {"src": torch.stack(src), "tgt": torch.stack(tgt)}
 
     def __iter__(self):

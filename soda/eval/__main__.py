@@ -83,15 +83,20 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
+        label = display_name(ck)
+        out = Path(a.out) if i == 0 else Path(a.out) / "compare" / label
+        if model.full_config.data.dataset == "folder":  # held-out files, probes per label column (soda.eval.folder)
+            from .folder import evaluate_folder_checkpoint
+
+            rows.append((label, evaluate_folder_checkpoint(model, ck, label, out, sizes, command, not a.no_figures)))
+            continue
         if model.full_config.data.dataset != "world":
             print(
-                f"error: {ck}: automatic evaluation currently covers procedural-world checkpoints only "
+                f"error: {ck}: automatic evaluation covers procedural-world and image-folder checkpoints only "
                 f"(this one was trained on '{model.full_config.data.dataset}')",
                 file=sys.stderr,
             )
             return 2
-        label = display_name(ck)
-        out = Path(a.out) if i == 0 else Path(a.out) / "compare" / label
         out.mkdir(parents=True, exist_ok=True)
         train_meta = json.loads((Path(model.checkpoint_dir) / "config.json").read_text()).get("train", {})
         if a.reuse and (out / "metrics.json").exists():
@@ -144,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             f"DCI D {m['dci']['disentanglement']:.3f}, probe shape {m['probes']['shape']['linear']:.3f}"
         )
     if len(rows) > 1:
+        if all(m.get("dataset") == "folder" for _, m in rows):
+            from .folder import folder_comparison_table as comparison_table
         table = comparison_table(rows)
         (Path(a.out) / "comparison.md").write_text("# Comparison\n\n" + table + "\n")
         with open(Path(a.out) / "report.md", "a") as f:
