@@ -406,6 +406,17 @@ def resolve_amp(amp: str, device: torch.device) -> bool:
     return device.type == "cuda" or cpu_has_amx_bf16()
 
 
+def make_optimizer(model, tc) -> torch.optim.AdamW:
+    """AdamW with two parameter groups: the rest of the model at train.lr, the z pathway (``model.z_parameters()``)
+    at train.lr x train.z_lr_mult; each group's ``lr_mult`` is applied by the loop's learning-rate schedule."""
+    z_ids = {id(p) for p in model.z_parameters()}
+    groups = [
+        {"params": [p for p in model.parameters() if id(p) not in z_ids], "lr_mult": 1.0},
+        {"params": [p for p in model.parameters() if id(p) in z_ids], "lr_mult": tc.z_lr_mult},
+    ]
+    return torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+
+
 def _to(batch: dict, device: torch.device, channels_last: bool) -> dict:
     out = {}
     for k, v in batch.items():
@@ -448,12 +459,7 @@ def train(
 
         _load_weights(model, resolve_checkpoint(tc.init_from) / "model.safetensors", str(device))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
-    z_ids = {id(p) for p in model.z_parameters()}
-    groups = [
-        {"params": [p for p in model.parameters() if id(p) not in z_ids], "lr_mult": 1.0},
-        {"params": [p for p in model.parameters() if id(p) in z_ids], "lr_mult": tc.z_lr_mult},
-    ]
-    opt = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
+    opt = make_optimizer(model, tc)
     gen = torch.Generator().manual_seed(tc.seed * 1000 + rank)  # noise, t, masking
     step, extra = 0, {"images_seen": 0, "train_seconds": 0.0}
     if resume:

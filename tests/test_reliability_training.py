@@ -72,14 +72,14 @@ def load_state(ck: Path, full: bool = False) -> int:
     assert "rng.gen" in t and any(k.startswith("opt.") for k in t), ck
     if full:
         from soda.model import SODA
-        from soda.train import load_checkpoint
+        from soda.train import load_checkpoint, make_optimizer
 
         cfg = SODAConfig.from_dict(meta["config"])
         model, ema = SODA(cfg.model), SODA(cfg.model)
         rng = torch.get_rng_state()
         try:
             step, _ = load_checkpoint(
-                ck.parent.parent, model, ema, torch.optim.AdamW(model.parameters()), torch.Generator(), folder=ck
+                ck.parent.parent, model, ema, make_optimizer(model, cfg.train), torch.Generator(), folder=ck
             )
         finally:
             torch.set_rng_state(rng)
@@ -266,12 +266,12 @@ def test_a_crash_at_every_step_of_a_checkpoint_save(tmp_path):
     import shutil
 
     from soda.model import SODA
-    from soda.train import recover_run, save_checkpoint
+    from soda.train import make_optimizer, recover_run, save_checkpoint
 
     cfg = SODAConfig.from_yaml("tiny", [f"--train.out_dir={tmp_path}"])
     torch.manual_seed(0)
     model, ema = SODA(cfg.model), SODA(cfg.model)
-    opt = torch.optim.AdamW(model.parameters())
+    opt = make_optimizer(model, cfg.train)
     for p in model.parameters():
         p.grad = torch.full_like(p, 1e-3)
     opt.step()  # so that the optimizer has state to save
