@@ -181,3 +181,15 @@ def test_z_use_gap_is_large_for_a_decoder_that_reads_z_and_zero_for_one_that_doe
         assert reads[where]["gap"] > 30 and reads[where]["gap_object"] > 30  # exact recall vs another image
         assert blind[where]["gap"] == pytest.approx(0.0, abs=1e-6)
         assert blind[where]["gap_object"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_amp_auto_is_a_fixed_rule_per_machine(monkeypatch):
+    import soda.train as tr
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert tr.resolve_amp("off", cuda) is False and tr.resolve_amp("bf16", cpu) is True
+    assert tr.resolve_amp("auto", cuda) is True
+    monkeypatch.setattr(tr, "cpu_has_amx_bf16", lambda: False)
+    assert tr.resolve_amp("auto", cpu) is False  # AVX512-BF16 alone or no bf16: fp32
+    monkeypatch.setattr(tr, "cpu_has_amx_bf16", lambda: True)
+    assert tr.resolve_amp("auto", cpu) is True
