@@ -580,7 +580,8 @@ def train(
                         if bar is not None:
                             bar.write(
                                 f"step {step}: held-out recon {rec['recon_psnr']:.2f} dB, object "
-                                f"{rec['recon_psnr_object']:.2f} dB, z gap at t=1 (object) {rec['zgap_t1_object']:.2f} dB"
+                                f"{rec['recon_psnr_object']:.2f} dB, "
+                                f"z gap at t=1 (object) {rec['zgap_t1_object']:.2f} dB"
                             )
                     with open(out / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(rec) + "\n")

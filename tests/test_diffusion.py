@@ -87,3 +87,92 @@ def test_ddim_callback_reports_progress():
         callback=lambda i, n, x0: seen.append((i, n)),
     )
     assert seen == [(i, 5) for i in range(1, 6)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Samplers on Gaussian data, where the exact answer is known
+# ---------------------------------------------------------------------------------------------------------------
+MU, S = 0.3, 0.2  # data: every pixel ~ N(MU, S^2), independent
+
+
+def _gaussian_eps(x_t, t):
+    """The exact (Bayes-optimal) eps for Gaussian data: E[x0 | x_t] in closed form, converted to eps."""
+    a = alpha_bar(t, "inverted_cosine").view(-1, 1, 1, 1).double()
+    x_t = x_t.double()
+    x0 = MU + S**2 * a.sqrt() / (a * S**2 + 1 - a) * (x_t - a.sqrt() * MU)
+    return ((x_t - a.sqrt() * x0) / (1 - a).sqrt()).float()
+
+
+def _gaussian_exact(noise, ts):
+    """The probability-flow ODE keeps (x_t - sqrt(ab) MU) / sqrt(ab S^2 + 1 - ab) constant; the samplers follow it
+    from ts[0] to ts[-2] and return E[x0 | x] there."""
+    a0, al = (alpha_bar(torch.tensor(float(t)), "inverted_cosine").double() for t in (ts[0], ts[-2]))
+    z = (noise.double() - a0.sqrt() * MU) / (a0 * S**2 + 1 - a0).sqrt()
+    return (MU + S**2 * al.sqrt() * z / (al * S**2 + 1 - al).sqrt()).float()
+
+
+def _logsnr_grid(steps):
+    """Times uniform in log-SNR from t = 0.999 to t = 0.02 (then 0): what the Gaussian test integrates over."""
+    from soda.diffusion import t_from_alpha_bar
+
+    lam = torch.linspace(-6.0, 2.0, steps).double()
+    t = t_from_alpha_bar(torch.sigmoid(lam), "inverted_cosine")
+    return torch.cat([t, torch.zeros(1)])
+
+
+def _gaussian_error(sampler, steps):
+    noise = torch.randn(4, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    ts = _logsnr_grid(steps)
+    out = sampler(_gaussian_eps, noise, steps, "inverted_cosine", clip=False, ts=ts)
+    return float((out - _gaussian_exact(noise, ts)).abs().max())
+
+
+@pytest.mark.parametrize(("name", "order"), [("ddim", 1), ("dpmpp_2m", 2)])
+def test_samplers_solve_the_gaussian_flow_at_their_order(name, order):
+    e20, e40, e80 = (_gaussian_error(SAMPLERS[name], n) for n in (20, 40, 80))
+    assert e80 < 2e-3  # close to the exact flow
+    # doubling the steps divides the error by 2^order (measured: DDIM 2.04, 2.02; DPM-Solver++(2M) 4.2, 4.1)
+    for ratio in (e20 / e40, e40 / e80):
+        assert 0.8 * 2**order < ratio < 1.25 * 2**order, (e20, e40, e80)
+
+
+def _dpm_variant(bad: str):
+    """DPM-Solver++(2M) with one deliberately wrong update rule (the three that the old oracle test let through)."""
+    import soda.diffusion.sampling as smp
+
+    def sample(denoise, noise, steps, schedule, clip=True, ts=None):
+        ts = smp._grid(ts, steps, noise.device)
+        ab = alpha_bar(ts, schedule)
+        alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
+        lam = torch.log(alpha / sigma)
+        x, x0_prev = noise, None
+        for i in range(steps):
+            x0 = smp.eps_to_x0(x, denoise(x, ts[i].expand(x.shape[0])), ab[i].expand(x.shape[0]))
+            if i == steps - 1:
+                return x0
+            h = lam[i + 1] - lam[i]
+            d = (
+                x0
+                if x0_prev is None
+                else (1 + 1 / (2 * (lam[i] - lam[i - 1]) / h)) * x0 - x0_prev / (2 * (lam[i] - lam[i - 1]) / h)
+            )
+            step = (sigma[i + 1] / sigma[i]) * x - alpha[i + 1] * torch.expm1(-h) * d
+            x = {
+                "unchanged": x,
+                "half": 0.5 * step,
+                "sign": (sigma[i + 1] / sigma[i]) * x + alpha[i + 1] * torch.expm1(-h) * d,
+            }[bad]
+            x0_prev = x0
+        return x
+
+    return sample
+
+
+@pytest.mark.parametrize("bad", ["unchanged", "half", "sign"])
+def test_a_wrong_solver_update_fails_the_gaussian_test(bad):
+    assert _gaussian_error(_dpm_variant(bad), 80) > 0.05  # the correct solver is within 2e-3 (test above)
+
+
+def test_samplers_refuse_a_bad_time_grid():
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        ddim_sample(_gaussian_eps, torch.zeros(1, 3, 4, 4), 2, "inverted_cosine", ts=torch.tensor([0.0, 0.5, 1.0]))

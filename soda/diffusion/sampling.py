@@ -20,6 +20,15 @@ def time_grid(steps: int, device: torch.device | str = "cpu") -> torch.Tensor:
     return torch.linspace(1.0, 0.0, steps + 1, device=device)
 
 
+def _grid(ts: torch.Tensor | None, steps: int, device) -> torch.Tensor:
+    if ts is None:
+        return time_grid(steps, device)
+    ts = torch.as_tensor(ts, dtype=torch.float32, device=device)
+    if ts.shape != (steps + 1,) or not bool((ts[1:] < ts[:-1]).all()):
+        raise ValueError(f"ts must be {steps + 1} strictly decreasing times, got shape {tuple(ts.shape)}")
+    return ts
+
+
 @torch.no_grad()
 def ddim_sample(
     denoise: Denoiser,
@@ -28,9 +37,12 @@ def ddim_sample(
     schedule: str,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     clip: bool = True,
+    ts: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0): noise (B,C,H,W) -> x0 (B,C,H,W) in [-1, 1] after ``steps`` network calls."""
-    ts = time_grid(steps, noise.device)
+    """Deterministic DDIM (eta = 0): noise (B,C,H,W) -> x0 (B,C,H,W) in [-1, 1] after ``steps`` network calls.
+    ``ts`` (steps + 1,) decreasing times overrides the uniform grid (``time_grid``); the last entry is not visited:
+    the last step returns the prediction x0-hat at ``ts[-2]``."""
+    ts = _grid(ts, steps, noise.device)
     x = noise
     for i in range(steps):
         t, t_next = ts[i], ts[i + 1]
@@ -58,10 +70,11 @@ def dpmpp_2m_sample(
     schedule: str,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     clip: bool = True,
+    ts: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022), data prediction, deterministic: a second-order multistep solver that
     needs fewer steps than DDIM for the same quality. Same signature as ``ddim_sample``."""
-    ts = time_grid(steps, noise.device)
+    ts = _grid(ts, steps, noise.device)
     ab = alpha_bar(ts, schedule).to(noise.device)
     alpha, sigma = ab.sqrt(), (1 - ab).sqrt()
     lam = torch.log(alpha / sigma)  # half log-SNR, increasing as t -> 0

@@ -61,7 +61,9 @@ class SODA(CheckpointMixin, nn.Module):
     def z_parameters(self) -> list[nn.Parameter]:
         """The z pathway: encoder, the z modulation of every block, the learned null (trained at train.z_lr_mult)."""
         params = list(self.encoder.parameters())
-        params += [p for m in self.unet.modules() if getattr(m, "z_mod", None) is not None for p in m.z_mod.parameters()]
+        params += [
+            p for m in self.unet.modules() if getattr(m, "z_mod", None) is not None for p in m.z_mod.parameters()
+        ]
         if isinstance(self.null, nn.Parameter):
             params.append(self.null)
         return params
