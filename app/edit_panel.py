@@ -29,7 +29,15 @@ def gallery_items(m: Loaded) -> list:
 
 def slider_updates(m: Loaded, values: list[float]) -> list:
     """Labels, visibility and values of the fixed slider slots for checkpoint ``m``."""
-    return [gr.Slider(label=m.slot_labels[i], visible=m.slots[i] is not None, value=values[i]) for i in range(N_SLOTS)]
+    return [
+        gr.Slider(label=m.slot_labels[i], info=slot_info(m, i), visible=m.slots[i] is not None, value=values[i])
+        for i in range(N_SLOTS)
+    ]
+
+
+def slot_info(m: Loaded, i: int) -> str:
+    """The line under slider i: what it measurably does on decoded images ('' when not measured)."""
+    return m.infos.get(m.slots[i] or "", "")
 
 
 def section_titles(m: Loaded) -> list[tuple[str, bool]]:
@@ -123,6 +131,7 @@ def build(ctx: Ctx) -> SimpleNamespace:
             value=0.0,
             step=0.05,
             label=m.slot_labels[i],
+            info=slot_info(m, i) or None,
             visible=m.slots[i] is not None,
             elem_id=f"slider-{i}",
             min_width=160,
@@ -136,7 +145,10 @@ def build(ctx: Ctx) -> SimpleNamespace:
             with gr.Row():
                 for _ in range(COMPONENTS):
                     slider()
-    with gr.Accordion("Named sliders (logistic-regression directions of the data's labels)", open=True):
+    with gr.Accordion(
+        "Named sliders (directions of the data's labels; the line under a slider says what it measurably does)",
+        open=True,
+    ):
         named = N_SLOTS - SECTION_SLOTS * COMPONENTS
         for r in range(0, named, 4):
             with gr.Row():

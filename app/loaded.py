@@ -42,6 +42,7 @@ class Loaded:
     section_titles: list[str]
     tsne: torch.Tensor | None = None
     figures: dict = field(default_factory=dict)
+    infos: dict[str, str] = field(default_factory=dict)  # edit name -> what it measurably does (one line)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
@@ -57,6 +58,8 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
     dirs: dict[str, torch.Tensor] = {}
     slots: list[str | None] = [None] * N_SLOTS
     labels = [f"slot {i}" for i in range(N_SLOTS)]
+    measured = assets.meta.get("slider_effects") or {}  # soda.sliders.ensure_measured (python -m soda.precompute)
+    infos: dict[str, str] = {}
     for k in range(min(SECTION_SLOTS, assets.section_dirs.shape[0])):
         for c in range(min(COMPONENTS, assets.section_dirs.shape[1])):
             v = assets.section_dirs[k, c]
@@ -66,11 +69,18 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
             dirs[name] = v
             slots[k * COMPONENTS + c] = name
             labels[k * COMPONENTS + c] = f"S{k} PC{c + 1}"
+            got = measured.get("sections", {}).get(name)
+            if got:  # labelled by the factor it measurably moves most
+                if got.get("factor"):
+                    labels[k * COMPONENTS + c] += f" · {got['factor'].replace('_', ' ')}"
+                infos[name] = got["caption"]
     for j, lab in enumerate(assets.named_labels[:NAMED_SLOTS]):
         name = f"label.{lab}"
         dirs[name] = assets.named_dirs[j]
         slots[SECTION_SLOTS * COMPONENTS + j] = name
         labels[SECTION_SLOTS * COMPONENTS + j] = lab
+        if measured.get("named", {}).get(lab):
+            infos[name] = measured["named"][lab]["caption"]
     levels = len(model.cfg.unet.channel_mult)
     reads = stage_sections(levels, model.n_sections)
     titles = []
@@ -86,7 +96,7 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
             else:
                 names.append(f"up {model.res >> (2 * levels - s)}px")
         titles.append(f"Section {k} ({', '.join(names)})")
-    return Loaded(key, model, assets, dirs, slots, labels, titles)
+    return Loaded(key, model, assets, dirs, slots, labels, titles, infos=infos)
 
 
 def factors_text(m: Loaded, i: int) -> str:

@@ -331,6 +331,11 @@ def compute_assets(
         nd, labels = named_directions(Z, map_fac, names, mp["classes"])
     else:
         nd, labels = torch.zeros(0, model.z_dim), []
+    if map_fac is not None and world:  # the world's named sliders: the directions chosen by edit fidelity
+        from .sliders import slider_directions
+
+        nd, specs = slider_directions(model, Z, map_fac)
+        labels = [s.label for s in specs]
     say(0.95, "map projection and OOD model")
     mean, axes = principal_axes(Z, min(N_PCA, Z.shape[1], Z.shape[0]))
     o_mean, o_prec, dist = ood_model(Z)
@@ -555,6 +560,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-examples", type=int, default=16)
     p.add_argument("--tsne", action="store_true", help="also compute the t-SNE map")
     p.add_argument("--force", action="store_true", help="recompute even when a cache exists")
+    p.add_argument(
+        "--no-measure",
+        action="store_true",
+        help="skip measuring what each slider does on decoded images (procedural world; the app's slider captions)",
+    )
     a = p.parse_args(argv)
     from .config import ConfigError
 
@@ -572,6 +582,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{pct:3d}%] {msg}", file=sys.stderr)
 
     assets = load_or_compute(model, a.n_examples, a.n_map, force=a.force, progress=report)
+    if not a.no_measure:
+        from .sliders import ensure_measured
+
+        ensure_measured(model, assets, force=a.force, progress=report)
     if a.tsne:
         tsne_map(assets)
     print(f"explorer assets in {assets.folder or '(memory only: no writable folder)'}")

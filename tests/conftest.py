@@ -41,6 +41,22 @@ def tiny_model_with_visible_z():
     return m.eval()
 
 
+@pytest.fixture
+def quick_factor_classifiers(monkeypatch, tmp_path):
+    """soda.clip.factors' ground-truth factor classifiers trained briefly, in a temp cache (mechanics, not accuracy):
+    for tests of code that measures edits on decoded images (soda.eval.edits, soda.sliders)."""
+    from soda.clip import factors
+
+    real = factors.load_or_train_factor_classifiers
+
+    def quick(res, cache=None, progress=None, **kw):
+        kw = {"n_train": 200, "n_test": 50, "steps": 15, "batch_size": 16, **kw}
+        return real(res, tmp_path / "factor-classifiers", progress, **kw)
+
+    monkeypatch.setattr(factors, "load_or_train_factor_classifiers", quick)
+    return quick
+
+
 LOOPBACK = ("127.", "::1", "localhost")
 
 

@@ -42,6 +42,17 @@ def make_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def measure_sliders(ckpt: Path) -> None:
+    """Precompute the checkpoint's explorer assets and measure its sliders on decoded images at toy sizes, with
+    briefly trained factor classifiers (the captions under the sliders; `python -m soda.precompute` does this)."""
+    from soda import api, precompute, sliders
+
+    model = api.load_model(str(ckpt))
+    assets = precompute.load_or_compute(model, N_EXAMPLES, N_MAP, 3)
+    quick = {"n_train": 200, "n_test": 50, "steps": 15, "batch_size": 16}
+    sliders.ensure_measured(model, assets, n_scenes=2, pc_scenes=2, strengths=(2.0,), classifier=quick)
+
+
 @functools.lru_cache(maxsize=1)
 def app_server():
     """-> (url, explorer, demo, workdir): launched once per test session, closed at exit."""
@@ -59,6 +70,7 @@ def app_server():
     (foreign / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
     (foreign / "model.safetensors").write_bytes(b"not safetensors")
     second = make_tiny_checkpoint(work / "tiny2", seed=1)
+    measure_sliders(ckpt)
     ex = Explorer(str(ckpt), allowed=[str(second), str(foreign)], n_map=N_MAP, n_examples=N_EXAMPLES)
     ex.get()
     demo = build_demo(ex)
@@ -137,6 +149,21 @@ def test_load_example_edit_undo_reset(client, server):
     assert np.array_equal(read(client.predict(api_name="/undo")), out)
     assert not np.array_equal(again, out)
     assert np.array_equal(read(client.predict(api_name="/reset")), read(recon))
+
+
+def test_sliders_say_what_they_measurably_do(server):
+    """Captions measured at precompute time (soda.sliders): every named slider has one; a section slider is labelled
+    by the factor it moves most (a toy model's figures mean nothing; the mechanics do)."""
+    m = server[1].get()
+    named = [s for s in m.slots if s and s.startswith("label.")]
+    assert len(named) == 9 and all("moves it in" in m.infos[s] and "keeps the rest" in m.infos[s] for s in named)
+    effects = m.assets.meta["slider_effects"]
+    for i, s in enumerate(m.slots):
+        if s and s.startswith("section"):
+            got = effects["sections"][s]
+            assert m.infos[s] == got["caption"]
+            factor = (got["factor"] or "").replace("_", " ")
+            assert m.slot_labels[i] == f"S{s[7]} PC{s[-1]}" + (f" · {factor}" if factor else "")
 
 
 def test_traverse_interpolate_mix(client):

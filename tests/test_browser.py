@@ -93,6 +93,11 @@ def test_pick_an_example_and_drag_a_slider(page, app):
     page.locator("#examples img").nth(2).click()
     first = wait_change(page, "edited", None)
     assert "example 2" in info(page)
+    # every named slider says what it measurably does (captions measured at precompute time)
+    m = ex.get()
+    named = [i for i, s in enumerate(m.slots) if s and s.startswith("label.")]
+    caption = m.infos[m.slots[named[0]]]
+    assert page.locator(f"#slider-{named[0]}").get_by_text(caption).is_visible()
     page.screenshot(path=str(ARTIFACTS / "panel-explore.png"), full_page=True)
 
     slider = page.locator("#slider-3 input[type=range]")

@@ -10,7 +10,7 @@ from soda.train import train
 
 
 @pytest.mark.slow
-def test_eval_cli_writes_report_metrics_and_figures(tmp_path):
+def test_eval_cli_writes_report_metrics_and_figures(tmp_path, quick_factor_classifiers):
     cfg = SODAConfig.from_yaml("tiny", [f"--train.out_dir={tmp_path / 'run'}", "--train.steps=2"])
     train(cfg, quiet=True)
     vae = SODAConfig.from_yaml("tiny", [f"--train.out_dir={tmp_path / 'vae'}", "--train.steps=2", "--model.kind=vae"])
@@ -38,6 +38,12 @@ def test_eval_cli_writes_report_metrics_and_figures(tmp_path):
             "2",
             "--steps",
             "2",
+            "--edit-scenes",
+            "2",
+            "--view-scenes",
+            "2",
+            "--view-frames",
+            "2",
             "--compare",
             str(tmp_path / "vae" / "ema"),
         ]
@@ -50,7 +56,15 @@ def test_eval_cli_writes_report_metrics_and_figures(tmp_path):
     assert m["images_seen"] == 16 and m["sizes"]["dci_train"] == 60
     report = (out / "report.md").read_text()
     assert "held-out scenes" in report and "60 train / 30 test" in report and "## Comparison" in report
+    assert "## Edits" in report and "slider effect: object_hue +" in report
+    assert set(m["edits"]["sliders"]["sliders"]) == {
+        "floor_hue +", "wall_hue +", "object_hue +", "scale +", "orientation +",
+        "shape: cube", "shape: cylinder", "shape: sphere", "shape: capsule",
+    }  # fmt: skip
+    assert m["edits"]["views"]["n_scenes"] == 2 and "mixing" in m["edits"]
     for f in ["reconstruction", "novel_views", "traversals", "interpolation", "dci_importance", "pca_factors"]:
+        assert (out / f"{f}.png").stat().st_size > 0
+    for f in ["edits_matrix", "edits_examples", "edits_mixing", "edits_views"]:
         assert (out / f"{f}.png").stat().st_size > 0
     table = (out / "comparison.md").read_text()
     assert "| run |" in table and "| vae |" in table

@@ -141,7 +141,7 @@ def test_principal_axes_are_orthonormal_with_fixed_signs():
 
 
 def test_cli(ckpt, cache, capsys):
-    assert precompute.main([str(ckpt), "--n-map", "32", "--n-examples", "4"]) == 0
+    assert precompute.main([str(ckpt), "--n-map", "32", "--n-examples", "4", "--no-measure"]) == 0
     assert "explorer assets in" in capsys.readouterr().out
     assert precompute.main([str(ckpt.parent / "missing")]) == 2
 

@@ -136,14 +136,16 @@ def train_factor_classifiers(
     lr: float = 6e-3,
     seed: int = 0,
     progress: Progress | None = None,
+    camera: str = "fixed",
 ) -> FactorClassifiers:
-    """Render n_train training-split scenes at ``res`` (default camera), train the heads for ``steps`` Adam steps,
-    and measure accuracy on n_test held-out scenes (test split). Deterministic in ``seed``."""
+    """Render n_train training-split scenes at ``res`` (the default camera, or random cameras with
+    ``camera="random"``: classifiers for novel views), train the heads for ``steps`` Adam steps, and measure
+    accuracy on n_test held-out scenes (test split) seen the same way. Deterministic in ``seed``."""
     from ..data.views import world_eval_set
 
     say = progress or (lambda f, s: None)
     say(0.0, "rendering labelled scenes")
-    train = world_eval_set(n_train, res, split="train", seed=seed, camera="fixed")
+    train = world_eval_set(n_train, res, split="train", seed=seed, camera=camera)
     X, Y = train["images"], bin_factors(train["factors"])
     visible = torch.isin(train["factors"][:, 4], torch.tensor(ORIENTATION_VISIBLE))
     o = world.FACTOR_NAMES.index("orientation")
@@ -167,9 +169,10 @@ def train_factor_classifiers(
         sched.step()
         if progress and step % 25 == 0:
             say(0.05 + 0.85 * step / steps, f"training factor classifiers ({step}/{steps})")
-    clf = FactorClassifiers(net.eval(), res, meta={"n_train": n_train, "steps": steps, "width": width, "seed": seed})
+    meta = {"n_train": n_train, "steps": steps, "width": width, "seed": seed, "camera": camera}
+    clf = FactorClassifiers(net.eval(), res, meta=meta)
     say(0.9, "held-out accuracy")
-    test = world_eval_set(n_test, res, split="test", seed=seed + 1, camera="fixed")
+    test = world_eval_set(n_test, res, split="test", seed=seed + 1, camera=camera)
     clf.accuracy = _accuracy(clf, test["images"], test["factors"])
     say(1.0, "done")
     return clf
@@ -184,6 +187,8 @@ def load_or_train_factor_classifiers(
     store = as_cache(cache)
     settings = {"n_train": 4000, "n_test": 1000, "steps": 600, "batch_size": 64, "width": 16, "lr": 6e-3, "seed": 0}
     settings.update(train_kw)
+    if settings.get("camera", "fixed") == "fixed":
+        settings.pop("camera", None)  # the default-camera key stays as it was before random cameras existed
     key = {
         "kind": "factor_classifiers",
         "version": FACTORS_VERSION,

@@ -34,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=d.steps, help="sampler steps for SODA decoding")
     p.add_argument("--sampler", default=d.sampler, choices=["ddim", "dpmpp_2m"])
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--edit-scenes", type=int, default=d.edit_scenes, help="edit fidelity: scenes per slider (0: skip)")
+    p.add_argument("--edit-strengths", default=d.edit_strengths, help="edit fidelity: slider strengths in std")
+    p.add_argument("--view-scenes", type=int, default=d.view_scenes, help="novel-view identity: held-out scenes")
+    p.add_argument("--view-frames", type=int, default=d.view_frames, help="novel-view identity: orbit frames")
     p.add_argument("--no-figures", action="store_true")
     p.add_argument(
         "--reuse",
@@ -74,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         a.steps,
         a.sampler,
         a.seed,
+        a.edit_scenes,
+        a.edit_strengths,
+        a.view_scenes,
+        a.view_frames,
     )
     command = "python -m soda.eval " + " ".join(shlex.quote(x) for x in (argv if argv is not None else sys.argv[1:]))
     rows = []

@@ -93,6 +93,10 @@ def make_figures(model, figures: dict, out: Path, steps: int, seed: int = 0) -> 
     fig.savefig(out / "pca_factors.png", dpi=110)
     plt.close(fig)
     files["pca_factors"] = "pca_factors.png"
+    if "edits" in figures:
+        from .edits import edit_figures
+
+        files.update(edit_figures(figures["edits"], out))
     return files
 
 
@@ -103,6 +107,17 @@ BARS = {  # the world32 bars of the checkpoint issue (held-out scenes, 32 px)
     "linear probe: object hue": (lambda m: m["probes"]["object_hue"]["linear"], 0.97),
     "DCI disentanglement (z)": (lambda m: m["dci"]["disentanglement"], 0.60),
     "z-use gap at t = 1, object pixels (dB)": (lambda m: m["z_use_gap"]["t1"]["gap_object"], 10.0),
+    # issue 12: the hue sliders do what they say on decoded images (soda.eval.edits)
+    "slider effect: object_hue +": (lambda m: m["edits"]["sliders"]["sliders"]["object_hue +"]["effect"], 0.8),
+    "slider preservation: object_hue +": (
+        lambda m: m["edits"]["sliders"]["sliders"]["object_hue +"]["preservation"],
+        0.8,
+    ),
+    "slider effect: floor_hue +": (lambda m: m["edits"]["sliders"]["sliders"]["floor_hue +"]["effect"], 0.8),
+    "slider preservation: floor_hue +": (
+        lambda m: m["edits"]["sliders"]["sliders"]["floor_hue +"]["preservation"],
+        0.8,
+    ),
 }
 
 
@@ -282,7 +297,12 @@ def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dic
         "pca_factors": "PCA of z coloured by each factor",
     }
     for k, f in files.items():
-        lines += [f"**{captions.get(k, k)}**", "", f"![{k}]({f})", ""]
+        if not k.startswith("edits_"):  # the Edits section shows its own
+            lines += [f"**{captions.get(k, k)}**", "", f"![{k}]({f})", ""]
+    if "edits" in m:
+        from .edits import edits_section
+
+        lines += edits_section(m["edits"], files)
     if clip is not None:
         lines += clip_section(clip)
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()), ""]

@@ -27,6 +27,10 @@ class EvalSizes:
     steps: int = 50
     sampler: str = "ddim"
     seed: int = 0
+    edit_scenes: int = 16  # edit fidelity (soda.eval.edits): held-out scenes per slider; 0 skips the step
+    edit_strengths: str = "-2,-1,1,2"  # slider strengths (std), comma-separated
+    view_scenes: int = 8  # novel-view identity: scenes x orbit frames
+    view_frames: int = 6
 
 
 Progress = Callable[[str, int, int], None]
@@ -169,6 +173,27 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
                 truth.view(S, V - 1, *truth.shape[1:])[:8, 0],
                 gen.view(S, V - 1, *gen.shape[1:])[:8, 0],
             )
+    # ---- edit fidelity: sliders, section mixing and novel views judged on decoded images (soda.eval.edits) ----
+    if sizes.edit_scenes > 0 and model.cfg.kind == "soda":
+        from .edits import run_edits
+
+        t4 = time.time()
+        R = dci_full["importance_matrix"]  # (z_dim, F): summed within each section, the sections carrying a factor
+        imp = R[: sec * (R.shape[0] // sec)].reshape(sec, -1, R.shape[1]).sum(1) if sec > 1 else None
+        m["edits"], edit_figs = run_edits(
+            model,
+            n_scenes=sizes.edit_scenes,
+            strengths=[float(x) for x in sizes.edit_strengths.split(",")],
+            seed=sizes.seed,
+            view_scenes=sizes.view_scenes,
+            view_frames=sizes.view_frames,
+            section_importance=imp,
+            fit_latents=(torch.from_numpy(codes).float(), dset["factors"]),
+            progress=lambda f, s: progress(f"edits: {s}", int(100 * f), 100),
+        )
+        m["timings_s"]["edits"] = round(time.time() - t4, 1)
+        if figures is not None:
+            figures["edits"] = edit_figs
     if figures is not None:
         figures["recon"] = (rec_set["images"][:8], rec[:8])
         figures["codes"], figures["factors"] = codes, fac

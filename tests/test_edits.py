@@ -1,0 +1,208 @@
+"""Edit fidelity (soda.eval.edits): the scores on hand-made classes with known answers, and the oracle that proves the
+metric can succeed and fail: a model whose z is the factors and whose decoder is the renderer scores 1, the same
+model with permuted directions scores 0 effect and low preservation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from soda.clip.factors import bin_factors
+from soda.data import world
+from soda.eval import edits as E
+
+
+def row(floor=0, wall=0, obj=0, scale=0, shape=0, orient=0):
+    return [floor, wall, obj, scale, shape, orient]
+
+
+def spec(label):
+    return E.spec_for_label(label)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Pure scores
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_hue_effect_is_the_signed_step_on_the_colour_circle():
+    s = spec("object_hue +")  # + towards 7 (blue), - towards 2
+    assert (s.plus, s.minus) == (7, 2)
+    before = torch.tensor([row(obj=9), row(obj=9), row(obj=4), row(obj=7), row(obj=0)])
+    after_plus = torch.tensor([row(obj=8), row(obj=0), row(obj=5), row(obj=7), row(obj=9)])
+    after_minus = torch.tensor([row(obj=0), row(obj=9), row(obj=3), row(obj=6), row(obj=1)])
+    el, ok, kept = E.slider_outcomes(before, torch.stack([after_plus, after_minus]), s, [1.0, -1.0])
+    # +: 9->8 closer to 7, 9->0 farther (circular), 4->5 closer, already at 7 (not eligible), 0->9 closer (wraps)
+    assert el[0].tolist() == [True, True, True, False, True]
+    assert ok[0].tolist() == [True, False, True, False, True]
+    # -: towards 2: 9->0 closer (wraps), 9 stays (not closer), 4->3 closer, 7->6 closer, 0->1 closer
+    assert ok[1].tolist() == [True, False, True, True, True]
+    assert kept.all()
+
+
+def test_categorical_slider_reaches_or_leaves_the_named_shape():
+    s = spec("shape: sphere")
+    sphere = world.SHAPE_NAMES.index("sphere")
+    before = torch.tensor([row(shape=0), row(shape=sphere), row(shape=1)])
+    after = torch.tensor(
+        [
+            [row(shape=sphere), row(shape=sphere), row(shape=1)],  # +: cube -> sphere, (sphere: n/a), cyl stays
+            [row(shape=0), row(shape=0), row(shape=1)],  # -: only the sphere can leave: it did
+        ]
+    )
+    el, ok, kept = E.slider_outcomes(before, after, s, [2.0, -2.0])
+    assert el.tolist() == [[True, False, True], [False, True, False]]
+    assert ok.tolist() == [[True, False, False], [False, True, False]]
+    sc = E.slider_scores(before, after[None], [s], [2.0, -2.0])
+    assert sc.effect[0] == pytest.approx(2 / 3) and sc.preservation[0] == 1.0
+
+
+def test_preservation_counts_every_other_factor_and_orientation_only_on_visible_shapes():
+    s = spec("scale +")
+    cube, sphere = 0, world.SHAPE_NAMES.index("sphere")
+    before = torch.tensor([row(shape=cube, orient=1), row(shape=sphere, orient=1), row(floor=3), row()])
+    after = torch.tensor(
+        [
+            [
+                row(shape=cube, orient=2, scale=1),  # orientation moved on a cube: not kept
+                row(shape=sphere, orient=4, scale=1),  # orientation of a sphere is not read: kept
+                row(floor=4, scale=1),  # the floor moved: not kept
+                row(scale=1),  # kept
+            ]
+        ]
+    )
+    el, ok, kept = E.slider_outcomes(before, after, s, [1.0])
+    assert kept.tolist() == [[False, True, False, True]]
+    assert ok.all()
+    sc = E.slider_scores(before, after[None], [s], [1.0])
+    assert sc.preservation[0] == 0.5 and sc.effect[0] == 1.0
+    ch = dict(zip(E.FACTORS, sc.changes[0], strict=True))
+    assert ch["scale"] == 1.0 and ch["floor_hue"] == 0.25
+    assert ch["orientation"] == pytest.approx(1 / 3)  # three cubes are comparable, the sphere is not
+    assert ch["wall_hue"] == 0.0
+
+
+def test_orientation_effect_needs_a_visible_shape_before_and_after():
+    s = spec("orientation +")
+    before = torch.tensor([row(shape=0, orient=1), row(shape=2, orient=1), row(shape=3, orient=1)])
+    after = torch.tensor([[row(shape=0, orient=3), row(shape=2, orient=3), row(shape=2, orient=3)]])
+    el, ok, kept = E.slider_outcomes(before, after, s, [1.0])
+    assert el.tolist() == [[True, False, True]] and ok.tolist() == [[True, False, False]]
+    assert kept.tolist() == [[True, True, False]]  # the capsule became a sphere
+
+
+def test_mixing_follow_and_stay_with_carriers():
+    # section 0 carries the floor, section 1 the object hue; 4 pairs differ in both
+    pa = torch.tensor([row(floor=0, obj=0)] * 4)
+    pb = torch.tensor([row(floor=5, obj=5)] * 4)
+    pmix = torch.stack(
+        [
+            torch.tensor([row(floor=5, obj=0)] * 3 + [row(floor=0, obj=0)]),  # section 0 from B: floor follows 3/4
+            torch.tensor([row(floor=0, obj=5)] * 2 + [row(floor=5, obj=5)] * 2),  # section 1: obj follows, floor 2/4
+        ]
+    )
+    carriers = [0, 0, 1, 0, 0, 0]  # floor, wall -> 0; object hue -> 1; the rest -> 0
+    m = E.mixing_scores(pa, pb, pmix, carriers)
+    assert m.follow[0, 0] == 0.75 and m.stay[0, 0] == 0.25 and m.follow[1, 2] == 1.0
+    assert np.isnan(m.follow[0, 1])  # wall never differs
+    assert m.effect[0] == 0.75 and m.effect[2] == 1.0
+    assert m.preservation[2] == 0.5  # swapping section 1 also moved the floor in 2 of 4
+    assert m.preservation[0] == 1.0  # swapping section 0 kept the object hue
+
+
+def test_view_identity_counts_frames_that_agree_on_every_factor():
+    ref = torch.tensor([row(obj=3, shape=0, orient=2), row(obj=1, shape=2, orient=0)])
+    frames = torch.tensor(
+        [
+            [row(obj=3, shape=0, orient=2), row(obj=4, shape=0, orient=2)],
+            [row(obj=1, shape=2, orient=4), row(obj=1, shape=2, orient=0)],  # sphere: orientation not read
+        ]
+    )
+    v = E.view_identity(ref, frames)
+    assert v["all"] == 0.75 and v["per_frame"] == [1.0, 0.5]
+    assert v["per_factor"]["object_hue"] == 0.75 and v["per_factor"]["orientation"] == 1.0
+
+
+def test_accuracy_bins_the_truth():
+    factors = torch.tensor([row(scale=7, orient=14), row(scale=0, shape=2, orient=0)])
+    pred = bin_factors(factors)
+    pred[1, 5] = 3  # wrong, but the sphere's orientation is not counted
+    acc = E.accuracy(pred, factors)
+    assert acc["scale"] == 1.0 and acc["orientation"] == 1.0
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The oracle: the renderer as a perfect decoder of a factor-valued z
+# ------------------------------------------------------------------------------------------------------------
+
+
+class ExactReader:
+    """A perfect factor classifier for the oracle's images: the decoder records which factors it rendered into each
+    image, and reading an image looks them up (images of a symmetric shape that differ only in orientation are the
+    same image; their orientation is never compared)."""
+
+    def __init__(self, oracle: E.FactorOracle):
+        self.oracle, self.seen = oracle, {}
+
+    def decode(self, z):
+        f = self.oracle.factors(z)
+        img = self.oracle.renderer(f) * 2 - 1
+        for fi, im in zip(f, img, strict=True):
+            self.seen[im.numpy().tobytes()] = fi
+        return img
+
+    def classify(self, images):
+        return bin_factors(torch.stack([self.seen[im.numpy().tobytes()] for im in images]))
+
+
+@pytest.fixture(scope="module")
+def oracle_setup():
+    from soda.data.views import world_eval_set
+
+    oracle = E.FactorOracle(16)
+    data = world_eval_set(24, 16, split="test", seed=3)
+    return oracle, ExactReader(oracle), oracle.encode(data["factors"]), data["factors"]
+
+
+def test_the_oracle_encodes_and_decodes_the_factors(oracle_setup):
+    oracle, _, z, factors = oracle_setup
+    assert torch.equal(oracle.factors(z), factors)
+
+
+def test_the_oracle_scores_one(oracle_setup):
+    oracle, reader, z, factors = oracle_setup
+    specs = E.default_specs()
+    sc, ex = E.measure_sliders(reader.decode, reader.classify, z, oracle.directions(specs), specs)
+    assert np.all(sc.effect == 1.0) and np.all(sc.preservation == 1.0)
+    assert (sc.n_eligible > 0).all()
+    for k, s in enumerate(specs):  # the change matrix: each slider changes its own factor and nothing else
+        others = [g for g in range(len(E.FACTORS)) if g != s.index]
+        assert sc.changes[k, s.index] > 0.3 and np.nansum(sc.changes[k, others]) == 0
+    assert E.accuracy(ex["before"], factors) == dict.fromkeys(E.FACTORS, 1.0)
+
+
+def test_the_oracle_with_permuted_directions_scores_low(oracle_setup):
+    oracle, reader, z, _ = oracle_setup
+    specs = E.default_specs()
+    dirs = oracle.directions(specs)
+    perm = torch.roll(torch.arange(len(specs)), 4)  # every slider gets another factor's direction
+    assert all(specs[int(p)].factor != s.factor for p, s in zip(perm, specs, strict=True))
+    sc, _ = E.measure_sliders(reader.decode, reader.classify, z, dirs[perm], specs)
+    assert np.all(sc.effect == 0.0)
+    assert sc.preservation.mean() < 0.6
+    # and the matrix says what the sliders really move
+    for k, p in enumerate(perm.tolist()):
+        assert np.nanargmax(sc.changes[k]) == specs[p].index
+
+
+def test_the_oracle_mixes_sections_exactly(oracle_setup):
+    oracle, reader, z, _ = oracle_setup
+    z_a, z_b = z[:12], z[12:]
+    carriers = list(range(6))  # the oracle's section k is factor k
+    m, _ = E.measure_mixing(reader.decode, reader.classify, z_a, z_b, oracle.section_slices, carriers)
+    assert np.nanmin(m.effect) == 1.0 and np.all(m.preservation == 1.0)
+    off = m.follow[~np.eye(6, dtype=bool)]
+    assert np.nansum(off) == 0  # swapping section k never moves another factor
+    wrong, _ = E.measure_mixing(reader.decode, reader.classify, z_a, z_b, oracle.section_slices, carriers[::-1])
+    assert np.nanmax(wrong.effect) < 0.5

@@ -1,0 +1,138 @@
+"""soda.sliders: the named sliders' two sides, directions fitted on the sections that carry a factor, the DCI-style
+importance per section, and the measured captions stored with the explorer assets and shown by the app."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from soda import sliders as SL
+from soda.data import world
+from soda.eval import edits as E
+
+
+def synthetic(n=600, seed=0):
+    """Latents of 4 sections x 3 dims: section 0 holds the object hue on a circle, section 2 the scale (linear),
+    section 3 the shape (one coordinate per class, 3 used); section 1 is noise."""
+    g = torch.Generator().manual_seed(seed)
+    f = world.sample_factors(n, g, split="test")
+    Z = 0.05 * torch.randn(n, 12, generator=g)
+    ang = f[:, 2].float() * 2 * torch.pi / 10
+    Z[:, 0], Z[:, 1] = Z[:, 0] + ang.cos(), Z[:, 1] + ang.sin()
+    Z[:, 6] += f[:, 3].float() / 4
+    for c in range(3):
+        Z[:, 9 + c] += (f[:, 4] == c).float()
+    Z[:, 3:6] += torch.randn(n, 3, generator=g)
+    return Z, f
+
+
+def test_side_labels():
+    f = torch.tensor([[0, 0, h, 7, 0, o] for h, o in zip([7, 9, 2, 4, 0, 5], [14, 0, 3, 14, 0, 7], strict=True)])
+    f[3, 4] = 2  # a sphere
+    y, use = SL.side_labels(E.spec_for_label("object_hue +"), f)  # + towards 7, - towards 2
+    assert y.tolist() == [True, True, False, False, False, True]
+    y, use = SL.side_labels(E.spec_for_label("orientation +"), f)
+    assert use.tolist() == [True, True, True, False, True, True]  # the sphere's orientation is not used
+    y0, use0 = SL.side_labels(E.spec_for_label("orientation +"), f, original=True)
+    assert use0.all()  # the explorer's original labels: every row, upper half of the values
+    y, _ = SL.side_labels(E.spec_for_label("shape: sphere"), f)
+    assert y.tolist() == [False, False, False, True, False, False]
+
+
+def test_section_importance_finds_the_carrying_sections():
+    Z, f = synthetic()
+    imp = SL.section_importance(Z, f, 4, n_max=400)
+    assert imp.shape == (4, 6) and np.allclose(imp.sum(0)[[2, 3, 4]], 1)
+    assert imp[:, 2].argmax() == 0 and imp[:, 3].argmax() == 2 and imp[:, 4].argmax() == 3
+    mask = SL.carrier_mask(imp, 2, 3)
+    assert mask.tolist()[:3] == [True] * 3 and not mask[3:].any()
+
+
+@pytest.mark.parametrize("method", ["logistic", "sections", "mean"])
+def test_directions_move_the_factor_and_are_one_std_long(method):
+    Z, f = synthetic()
+    imp = SL.section_importance(Z, f, 4, n_max=400)
+    specs = [E.spec_for_label(x) for x in ("object_hue +", "scale +", "shape: cylinder")]
+    D, kept = SL.fit_directions(Z, f, specs, method, imp, 3)
+    assert kept == specs and D.shape == (3, 12)
+    X = Z - Z.mean(0)
+    for d in D:  # one std of all the data along the direction
+        u = d / d.norm()
+        assert float((X @ u).std()) == pytest.approx(float(d.norm()), rel=1e-3)
+    hue = D[0, :2] / D[0, :2].norm()
+    blue = torch.tensor([np.cos(0.7 * 2 * np.pi), np.sin(0.7 * 2 * np.pi)]).float()
+    assert float(hue @ blue) > 0.9  # points at blue on the hue circle
+    assert D[1, 6] > 0 and D[2, 10] > 0  # larger; towards the cylinder's coordinate
+    if method != "logistic":  # zero outside the carrying sections
+        assert torch.all(D[0, 3:] == 0) and torch.all(D[1, :6] == 0) and torch.all(D[2, :9] == 0)
+
+
+def test_a_slider_without_both_sides_in_the_data_is_left_out():
+    Z, f = synthetic(60)
+    f[:, 4] = 0  # cubes only
+    D, kept = SL.fit_directions(Z, f, E.default_specs(), "logistic")
+    assert [s.label for s in kept] == ["floor_hue +", "wall_hue +", "object_hue +", "scale +", "orientation +"]
+
+
+def test_captions():
+    spec = E.spec_for_label("object_hue +")
+    assert SL.caption(0.91, 0.88, spec) == "object hue to blue (- yellow): moves it in 91%, keeps the rest in 88%"
+    assert SL.caption(0.3, 0.95, spec).startswith("weak: ")
+    assert SL.caption(None, 0.95, E.spec_for_label("shape: sphere")).startswith("weak: shape: sphere: moves it in n/a")
+    assert SL.pc_caption("floor_hue", 0.63, 0.8) == "moves floor hue in 63%, keeps the rest in 80%"
+    assert SL.pc_caption("scale", 0.1, 0.9).startswith("weak: ") and SL.pc_caption(None, 0, 1).startswith("weak")
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Measured at precompute time, shown by the app
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
+    tmp_path, monkeypatch, quick_factor_classifiers
+):
+    from test_app_api import make_tiny_checkpoint
+
+    from app.loaded import make_loaded
+    from soda import api, precompute
+
+    monkeypatch.setenv("SODA_CACHE", str(tmp_path / "cache"))
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny")
+    model = api.load_model(str(ckpt))
+    assets = precompute.load_or_compute(model, n_examples=4, n_map=64)
+    assert assets.named_labels == [s.label for s in E.default_specs()]  # the world's sliders, from soda.sliders
+    eff = SL.ensure_measured(model, assets, n_scenes=2, pc_scenes=2, strengths=(2.0,))
+    assert set(eff["named"]) == set(assets.named_labels)
+    for r in eff["named"].values():
+        assert r["caption"] and (r["effect"] is None or 0 <= r["effect"] <= 1) and 0 <= r["preservation"] <= 1
+        assert r["weak"] == r["caption"].startswith("weak: ")
+    n_pc = int((assets.section_dirs.norm(dim=-1) > 0).sum())
+    assert len(eff["sections"]) == n_pc
+    # stored in the cache folder: a fresh load carries it; a second call does not measure again
+    again = precompute.load_assets(assets.folder, assets.fingerprint)
+    assert again.meta["slider_effects"] == json.loads(json.dumps(eff))
+    assert SL.ensure_measured(model, again, n_scenes=1) is again.meta["slider_effects"]
+    m = make_loaded("k", model, again)
+    assert m.infos["label.object_hue +"] == eff["named"]["object_hue +"]["caption"]
+    name = "section0.pc1"
+    i = m.slots.index(name)
+    fac = eff["sections"][name]["factor"]
+    assert m.infos[name] == eff["sections"][name]["caption"]
+    assert m.slot_labels[i] == "S0 PC1" + (f" · {fac.replace('_', ' ')}" if fac else "")
+    # assets without a measurement: no caption, the raw labels
+    plain = make_loaded("k", model, precompute.compute_assets(model, n_examples=2, n_map=32))
+    assert plain.infos == {} and plain.slot_labels[i] == "S0 PC1"
+
+
+def test_folder_assets_are_not_measured(tmp_path):
+    class Assets:
+        factor_names = ["label"]
+        meta: dict = {}
+
+    class Model:
+        full_config = None
+
+    assert SL.ensure_measured(Model(), Assets()) is None
