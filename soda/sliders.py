@@ -12,7 +12,16 @@ one of these ways (compared by the edit-fidelity metric of ``soda.eval.edits``; 
 - ``mean``: the difference of the class means (towards the + end's classes minus towards the - end's), on the
   carrying sections: the shift that takes the average scene of one side to the other, rather than the boundary's
   normal.
+- ``mean_all``: the same difference of class means on all of z.
+- ``projected``: ``mean_all`` minus its first-order effect on the factors the slider does not promise, measured
+  through the decoder (``projected_directions``: InterFaceGAN's conditional editing with decoder-measured attribute
+  gradients).
 - ``refined``: a direction tuned through the decoder against the factor classifiers (``refine_direction``).
+
+``choose_directions`` measures every candidate method for every slider on decoded held-out scenes and keeps, per
+slider, the direction that does best (the larger of min(effect, preservation), ties by their product): the
+directions shipped by ``python -m soda.precompute``. Without a measurement (the app computing assets on first use)
+the sliders are the ``SHIPPED`` method's.
 
 All are scaled to one standard deviation of the data along them, so slider amounts mean the same for every method.
 ``slider_directions`` gives the shipped method's directions; ``measure_sliders_for_assets`` measures them (and the
@@ -29,8 +38,10 @@ import torch
 
 from .eval.edits import CIRCULAR, FACTORS, ORIENT, SliderSpec, class_distance, default_specs
 
-METHODS = ("logistic", "sections", "mean", "refined")
-SHIPPED = "sections"
+METHODS = ("logistic", "sections", "mean", "mean_all", "projected", "refined")
+FIT_METHODS = METHODS[:4]  # fitted on z alone, no decoding
+SHIPPED = "mean"  # the explorer's named sliders before (or without) the per-slider choice by measurement
+CANDIDATES = ("logistic", "sections", "mean", "mean_all", "projected")  # what choose_directions measures per slider
 WEAK_EFFECT = 0.5  # a named slider that moves its factor the promised way in fewer edits than this is weak
 CARRIER_SHARE = 0.5  # a section carries a factor when its importance is at least this share of the top section's
 
@@ -160,8 +171,8 @@ def fit_directions(
     """Directions (K, z_dim) for ``specs`` by ``method`` (one of METHODS except 'refined', which starts from one of
     these: see refine_direction), and the specs they belong to (a slider whose two sides are not both present in
     the data is left out). 'sections' and 'mean' need the per-section importance and the section size."""
-    if method not in METHODS[:-1]:
-        raise ValueError(f"unknown direction method '{method}' (choose from {', '.join(METHODS[:-1])})")
+    if method not in FIT_METHODS:
+        raise ValueError(f"unknown direction method '{method}' (choose from {', '.join(FIT_METHODS)})")
     if method in ("sections", "mean") and (importance is None or section_dim is None):
         raise ValueError(f"method '{method}' needs the section importance and the section size")
     out, kept = [], []
@@ -169,7 +180,7 @@ def fit_directions(
         y, use = side_labels(spec, factors, original=method == "logistic")
         if not 0 < int(y[use].sum()) < int(use.sum()):
             continue
-        dims = carrier_mask(importance, spec.index, section_dim) if method != "logistic" else None
+        dims = carrier_mask(importance, spec.index, section_dim) if method in ("sections", "mean") else None
         fit = logistic_direction if method in ("logistic", "sections") else mean_direction
         out.append(_unit_std(fit(Z[use], y[use], dims), Z))  # one std of *all* the data along it
         kept.append(spec)
@@ -189,6 +200,81 @@ def slider_directions(
     if method in ("sections", "mean") and importance is None:
         importance = section_importance(Z, factors, n_sec)
     return fit_directions(Z, factors, default_specs(), method, importance, Z.shape[1] // n_sec)
+
+
+def _score(effect: float | None, preservation: float) -> tuple[float, float]:
+    e = 0.0 if effect is None or math.isnan(effect) else float(effect)
+    return min(e, preservation), e * preservation
+
+
+def choose_directions(
+    model,
+    Z: torch.Tensor,
+    factors: torch.Tensor,
+    classifiers,
+    candidates: Sequence[str] = CANDIDATES,
+    n_scenes: int = 6,
+    strengths: Sequence[float] = (-2.0, -1.0, 1.0, 2.0),
+    steps: int | None = None,
+    seed: int = 0,
+    importance: np.ndarray | None = None,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, list[SliderSpec], dict]:
+    """Directions chosen by the metric: every ``candidates`` method is fitted on Z (N, z_dim) with its grid factors,
+    each slider of each is measured (soda.eval.edits.measure_sliders) on ``n_scenes`` held-out scenes that are
+    neither the caption's nor the evaluation's, and each slider keeps the method whose direction does best
+    (min(effect, preservation), ties by the product) -> (directions (K, z_dim), specs, {"chosen": {label: method},
+    "selection": {label: {method: {"effect", "preservation"}}}, sizes})."""
+    from . import api
+    from .data.views import world_eval_set
+    from .eval.edits import measure_sliders
+
+    say = progress or (lambda f, s: None)
+    n_sec = max(1, int(getattr(model, "n_sections", 1) or 1))
+    if importance is None:
+        say(0.0, "section importance")
+        importance = section_importance(Z, factors, n_sec)
+    steps = steps or model.cfg.diffusion.preview_steps
+    data = world_eval_set(n_scenes, model.res, split="test", seed=seed + 9, camera="fixed")
+    z = api.encode(model, data["images"])
+
+    def decode(zz: torch.Tensor) -> torch.Tensor:
+        return api.decode(model, zz, steps=steps, seed=seed)
+
+    best: dict[str, tuple] = {}
+    table: dict[str, dict] = {}
+    for i, method in enumerate(candidates):
+        if method == "projected":
+            D, kept = fit_directions(Z, factors, default_specs(), "mean_all", importance, Z.shape[1] // n_sec)
+            say(i / len(candidates), "choosing directions: gradients through the decoder")
+            D = projected_directions(model, classifiers, D, kept, Z[:16], seed=seed)
+        else:
+            D, kept = fit_directions(Z, factors, default_specs(), method, importance, Z.shape[1] // n_sec)
+        sc, _ = measure_sliders(
+            decode,
+            classifiers.predict,
+            z,
+            D,
+            kept,
+            strengths,
+            progress=lambda f, s, i=i, m=method: say((i + f) / len(candidates), f"choosing directions: {m}"),
+        )
+        for k, spec in enumerate(kept):
+            eff = None if math.isnan(sc.effect[k]) else float(sc.effect[k])
+            pres = float(sc.preservation[k])
+            table.setdefault(spec.label, {})[method] = {"effect": eff, "preservation": pres}
+            if spec.label not in best or _score(eff, pres) > best[spec.label][0]:
+                best[spec.label] = (_score(eff, pres), method, D[k], spec)
+    order = [s for s in default_specs() if s.label in best]
+    dirs = torch.stack([best[s.label][2] for s in order]) if order else torch.zeros(0, Z.shape[1])
+    info = {
+        "chosen": {s.label: best[s.label][1] for s in order},
+        "selection": table,
+        "candidates": list(candidates),
+        "select_scenes": n_scenes,
+        "select_strengths": [float(x) for x in strengths],
+    }
+    return dirs, order, info
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -352,7 +438,7 @@ def refine_direction(
             opt.zero_grad()
             loss.backward()
         opt.step()
-        say((step + 1) / steps, f"refining {spec.label} ({step + 1}/{steps}): loss {float(loss):.3f}")
+        say((step + 1) / steps, f"refining {spec.label} ({step + 1}/{steps}): loss {float(loss.detach()):.3f}")
     with torch.no_grad():
         unit = u / u.norm()
         return (unit * (X @ unit).std()).float().detach()
@@ -392,7 +478,16 @@ MEASURE_DEFAULTS = {
     "steps": None,  # decoder steps (default: the model's preview steps)
     "seed": 0,
     "classifier": {},  # settings for soda.clip.factors.load_or_train_factor_classifiers
+    "candidates": CANDIDATES,  # direction methods measured per slider before the captions (ensure_measured)
+    "select_scenes": 6,  # held-out scenes for that choice (neither the captions' nor soda.eval's)
+    "pc_strengths": (-2.0, 2.0),  # the section-PC sliders' strengths
 }
+
+
+def _named(values) -> dict:
+    return dict(zip(FACTORS, [None if math.isnan(float(x)) else float(x) for x in values], strict=True))
+
+
 PC_WEAK = 0.25  # a section-PC slider whose most-moved factor changes in fewer edits than this is weak
 
 
@@ -441,6 +536,7 @@ def measure_for_assets(
         "strengths": strengths,
         "n_scenes": int(opt["n_scenes"]),
         "pc_scenes": int(opt["pc_scenes"]),
+        "pc_strengths": [float(x) for x in opt["pc_strengths"]],
         "steps": steps,
         "classifier_accuracy": dict(clf.accuracy),
         "named": {},
@@ -463,7 +559,7 @@ def measure_for_assets(
                 "preservation": pres,
                 "weak": eff is None or eff < WEAK_EFFECT,
                 "caption": caption(eff, pres, s, WEAK_EFFECT),
-                "changes": dict(zip(FACTORS, [None if math.isnan(x) else float(x) for x in sc.changes[k]], strict=True)),
+                "changes": _named(sc.changes[k]),
             }
     # section-PC sliders: no promise; the factor they move most names them
     names, D = [], []
@@ -476,14 +572,16 @@ def measure_for_assets(
         zp = z[: opt["pc_scenes"]]
         rec = decode(zp)
         before = clf.predict(rec)
-        lat = (zp[None, None] + torch.tensor(strengths)[None, :, None, None] * torch.stack(D)[:, None, None, :])
+        pcs = [float(x) for x in opt["pc_strengths"]]
+        lat = zp[None, None] + torch.tensor(pcs)[None, :, None, None] * torch.stack(D)[:, None, None, :]
         flat = lat.reshape(-1, zp.shape[1])
         imgs = torch.cat([decode(flat[i : i + 64]) for i in range(0, flat.shape[0], 64)])
-        after = clf.predict(imgs).reshape(len(D), len(strengths), zp.shape[0], -1)
+        after = clf.predict(imgs).reshape(len(D), len(pcs), zp.shape[0], -1)
         for i, name in enumerate(names):
             b = before[None].expand_as(after[i])
             rates = change_rates(b, after[i])
-            top = None if torch.isnan(rates).all() or float(rates.nan_to_num(0).max()) == 0 else int(rates.nan_to_num(0).argmax())
+            moved = rates.nan_to_num(0)
+            top = int(moved.argmax()) if float(moved.max()) > 0 else None
             same = (after[i] == b) | ~comparable(b, after[i])
             keep = [g for g in range(len(FACTORS)) if g != top]
             pres = float(same[..., keep].all(-1).float().mean())
@@ -494,7 +592,7 @@ def measure_for_assets(
                 "change": change,
                 "preservation": pres,
                 "weak": factor is None or change < PC_WEAK,
-                "changes": dict(zip(FACTORS, [None if math.isnan(x) else float(x) for x in rates.tolist()], strict=True)),
+                "changes": _named(rates.tolist()),
                 "caption": pc_caption(factor, change, pres),
             }
             say(0.5 + 0.5 * (i + 1) / len(names), "measuring the section sliders")
@@ -502,10 +600,14 @@ def measure_for_assets(
     return out
 
 
-def ensure_measured(model, assets, force: bool = False, progress: Progress | None = None, **sizes) -> dict | None:
-    """Measure the sliders of procedural-world explorer ``assets`` (measure_for_assets) unless they already carry a
-    measurement (or ``force``): stored as ``assets.meta["slider_effects"]`` and in the cache folder's assets.json.
-    Other data sets have no ground-truth classifiers: None."""
+def ensure_measured(
+    model, assets, force: bool = False, choose: bool = True, progress: Progress | None = None, **sizes
+) -> dict | None:
+    """Measure the sliders of procedural-world explorer ``assets`` unless they already carry a measurement (or
+    ``force``): with ``choose``, the named sliders are first replaced by the directions chosen by the metric
+    (choose_directions, on the assets' map latents; the assets are saved again), then every slider is measured on
+    other held-out scenes (measure_for_assets). Stored as ``assets.meta["slider_effects"]`` and in the cache folder.
+    Other data sets have no ground-truth classifiers: None. Sizes: MEASURE_DEFAULTS."""
     import json
     import os
 
@@ -514,10 +616,50 @@ def ensure_measured(model, assets, force: bool = False, progress: Progress | Non
         return None
     if not force and assets.meta.get("slider_effects"):
         return assets.meta["slider_effects"]
+    say = progress or (lambda f, s: None)
+    chosen = None
+    if choose and assets.map_factors is not None:
+        from .clip.factors import load_or_train_factor_classifiers
+        from .precompute import cache_root
+
+        opt = {**MEASURE_DEFAULTS, **sizes}
+        clf = load_or_train_factor_classifiers(
+            model.res, cache_root() / "factor-classifiers", lambda f, s: say(0.2 * f, s), **opt["classifier"]
+        )
+        dirs, specs, chosen = choose_directions(
+            model,
+            assets.map_latents,
+            assets.map_factors,
+            clf,
+            opt["candidates"],
+            opt["select_scenes"],
+            opt["strengths"],
+            opt["steps"],
+            opt["seed"],
+            progress=lambda f, s: say(0.2 + 0.4 * f, s),
+        )
+        if len(specs):
+            assets.named_dirs, assets.named_labels = dirs, [s.label for s in specs]
     eff = measure_for_assets(
-        model, assets.named_dirs, assets.named_labels, assets.section_dirs, progress=progress, **sizes
+        model,
+        assets.named_dirs,
+        assets.named_labels,
+        assets.section_dirs,
+        progress=lambda f, s: say((0.6 if chosen else 0.0) + (0.4 if chosen else 1.0) * f, s),
+        **sizes,
     )
+    if chosen:
+        eff.update(method="chosen per slider by measured edit fidelity", **chosen)
     assets.meta["slider_effects"] = eff
+    if chosen and assets.folder is not None:
+        from .precompute import _writable, save_assets
+
+        if _writable(assets.folder):
+            try:
+                save_assets(assets, assets.folder, assets.fingerprint)
+                return eff
+            except OSError:
+                pass
     if assets.folder is not None:
         from .precompute import META_NAME
 

@@ -109,11 +109,18 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
     for r in eff["named"].values():
         assert r["caption"] and (r["effect"] is None or 0 <= r["effect"] <= 1) and 0 <= r["preservation"] <= 1
         assert r["weak"] == r["caption"].startswith("weak: ")
+    # the named sliders were chosen by the metric: per slider the candidate with the best min(effect, preservation)
+    assert set(eff["chosen"]) == set(assets.named_labels) and eff["candidates"] == list(SL.CANDIDATES)
+    for label, method in eff["chosen"].items():
+        table = eff["selection"][label]
+        scores = {m: SL._score(r["effect"], r["preservation"]) for m, r in table.items()}
+        assert scores[method] == max(scores.values())
     n_pc = int((assets.section_dirs.norm(dim=-1) > 0).sum())
     assert len(eff["sections"]) == n_pc
     # stored in the cache folder: a fresh load carries it; a second call does not measure again
     again = precompute.load_assets(assets.folder, assets.fingerprint)
     assert again.meta["slider_effects"] == json.loads(json.dumps(eff))
+    assert torch.equal(again.named_dirs, assets.named_dirs)  # the chosen directions were saved with the assets
     assert SL.ensure_measured(model, again, n_scenes=1) is again.meta["slider_effects"]
     m = make_loaded("k", model, again)
     assert m.infos["label.object_hue +"] == eff["named"]["object_hue +"]["caption"]

@@ -39,7 +39,7 @@ from ..data import world
 
 FACTORS = world.FACTOR_NAMES
 CIRCULAR = ("floor_hue", "wall_hue", "object_hue")
-HUE_NAMES = ("red", "orange", "yellow", "green", "teal", "cyan", "azure", "blue", "purple", "pink")  # i/10 of the circle
+HUE_NAMES = ("red", "orange", "yellow", "green", "teal", "cyan", "azure", "blue", "purple", "pink")  # hue i/10
 SHAPE = FACTORS.index("shape")
 ORIENT = FACTORS.index("orientation")
 WEAK = 0.5  # a slider whose effect or preservation is below this is marked weak in the app
@@ -625,8 +625,15 @@ def _heatmap(M: np.ndarray, rows: Sequence[str], cols: Sequence[str], title: str
     for i in range(M.shape[0]):
         for j in range(M.shape[1]):
             v = M[i, j]
-            ax.text(j, i, "-" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
-                    color="black" if (not np.isnan(v) and v > 0.6) else "white")
+            ax.text(
+                j,
+                i,
+                "-" if np.isnan(v) else f"{v:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="black" if (not np.isnan(v) and v > 0.6) else "white",
+            )
     ax.set_xticks(range(len(cols)), [c.replace("_", " ") for c in cols], rotation=30, ha="right", fontsize=7)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set_title(title, fontsize=8)
@@ -644,7 +651,8 @@ def edit_figures(figs: dict, out) -> dict[str, str]:
     out = Path(out)
     files = {}
     sc: SliderScores = figs["sliders"]
-    _heatmap(sc.changes, sc.labels, FACTORS, "how often each slider changes each factor's class", out / "edits_matrix.png")
+    title = "how often each slider changes each factor's class"
+    _heatmap(sc.changes, sc.labels, FACTORS, title, out / "edits_matrix.png")
     files["edits_matrix"] = "edits_matrix.png"
     rec, edited = figs["slider_examples"]  # (E,3,H,W), (K, S, E, 3, H, W)
     K, S = edited.shape[:2]
@@ -656,7 +664,8 @@ def edit_figures(figs: dict, out) -> dict[str, str]:
     if "mixing" in figs:
         mx: MixingScores = figs["mixing"]
         rows = [f"section {k}" for k in range(mx.follow.shape[0])]
-        _heatmap(mx.follow, rows, FACTORS, "section k from B: how often each factor follows B", out / "edits_mixing.png")
+        title = "section k from B: how often each factor follows B"
+        _heatmap(mx.follow, rows, FACTORS, title, out / "edits_mixing.png")
         files["edits_mixing"] = "edits_mixing.png"
     if "views" in figs:
         src, fr, p_src, p_fr = figs["views"]
@@ -717,18 +726,16 @@ def edits_section(e: dict, files: dict[str, str]) -> list[str]:
     if "mixing" in e:
         mx = e["mixing"]
         lines += [
-            f"**Section mixing** ({mx['n_pairs']} pairs of held-out scenes A, B; section k of B put into A, one section "
-            f"at a time). The section expected to carry each factor: {mx['carriers_from']}. Follows donor: among pairs "
-            "whose classes differ, how often the mix takes B's class when the carrying section is swapped; others "
-            "kept: how often every factor that section does not carry keeps A's class.",
+            f"**Section mixing** ({mx['n_pairs']} pairs of held-out scenes A, B; section k of B put into A, one "
+            f"section at a time). The section expected to carry each factor: {mx['carriers_from']}. Follows donor: "
+            "among pairs whose classes differ, how often the mix takes B's class when the carrying section is "
+            "swapped; others kept: how often every factor that section does not carry keeps A's class.",
             "",
             "| factor | carrying section | follows donor | others kept |",
             "| --- | --- | --- | --- |",
         ]
         for f in FACTORS:
-            lines.append(
-                f"| {f} | {mx['carriers'][f]} | {_pct(mx['effect'][f])} | {_pct(mx['preservation'][f])} |"
-            )
+            lines.append(f"| {f} | {mx['carriers'][f]} | {_pct(mx['effect'][f])} | {_pct(mx['preservation'][f])} |")
         lines += [""]
         if "edits_mixing" in files:
             lines += [f"![edits_mixing]({files['edits_mixing']})", ""]
