@@ -639,9 +639,11 @@ def _follow_time_limit(bar, tc, step: int, step0: int, eta: float, elapsed: floa
     return left
 
 
-def _write_samples(out: Path, step: int, ema, fixed: dict, cfg: SODAConfig) -> Path:
+def _write_samples(out: Path, step: int, ema, fixed: dict, cfg: SODAConfig, rows: int = 8) -> Path:
+    """samples/step-N.png: the first ``rows`` examples of the held-out batch (only those are decoded)."""
     path = out / "samples" / f"step-{step:08d}.png"
-    save_sample_grid(path, fixed, generate(ema, fixed, steps=min(20, cfg.model.diffusion.sample_steps)))
+    part = {k: v[:rows] if torch.is_tensor(v) else v for k, v in fixed.items()}
+    save_sample_grid(path, part, generate(ema, part, steps=min(20, cfg.model.diffusion.sample_steps)), n=rows)
     return path
 
 
