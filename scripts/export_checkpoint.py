@@ -80,12 +80,34 @@ def main() -> None:
             f"{m['probes']['object_hue']['linear']:.3f}",
             f"- DCI disentanglement {m['dci']['disentanglement']:.3f}, completeness {m['dci']['completeness']:.3f}; "
             f"MIG {m['mig']:.3f}",
-            "",
         ]
+        if "psnr_object" in m["reconstruction"]:
+            lines.append(f"- reconstruction PSNR on the object's pixels {m['reconstruction']['psnr_object']:.2f} dB")
+        if "z_use_gap" in m:
+            g = m["z_use_gap"]["t1"]
+            lines.append(
+                f"- z-use gap at t = 1 (x0-hat PSNR, true z minus another scene's z): {g['gap']:.2f} dB on all "
+                f"pixels, {g['gap_object']:.2f} dB on the object's pixels"
+            )
+        lines.append("")
     if vals:
-        lines += ["## Held-out loss curve", "", "| step | images seen | held-out loss |", "| --- | --- | --- |"]
         stride = max(1, len(vals) // 12)
-        lines += [f"| {r['step']} | {r['images_seen']} | {r['val_loss']:.4f} |" for r in vals[::stride]]
+        picked = vals[::stride] + ([vals[-1]] if (len(vals) - 1) % stride else [])
+        if all("recon_psnr" in r for r in vals):
+            lines += [
+                "## Held-out curves (the trainer's checkpoint metrics: 64 held-out scenes, DDIM 20 steps)",
+                "",
+                "| step | images seen | held-out loss | recon PSNR | object PSNR | z gap t=1 | z gap t=1 (object) |",
+                "| --- | --- | --- | --- | --- | --- | --- |",
+            ]
+            lines += [
+                f"| {r['step']} | {r['images_seen']} | {r['val_loss']:.4f} | {r['recon_psnr']:.2f} | "
+                f"{r['recon_psnr_object']:.2f} | {r['zgap_t1']:.2f} | {r['zgap_t1_object']:.2f} |"
+                for r in picked
+            ]
+        else:
+            lines += ["## Held-out loss curve", "", "| step | images seen | held-out loss |", "| --- | --- | --- |"]
+            lines += [f"| {r['step']} | {r['images_seen']} | {r['val_loss']:.4f} |" for r in picked]
         lines.append("")
     if a.notes:
         lines += [Path(a.notes).read_text(), ""]
