@@ -93,22 +93,28 @@ def test_orientation_effect_needs_a_visible_shape_before_and_after():
 
 
 def test_mixing_follow_and_stay_with_carriers():
-    # section 0 carries the floor, section 1 the object hue; 4 pairs differ in both
+    # the floor is carried by section 0, the object hue by section 1, the rest by section 2; 4 pairs differ in both
     pa = torch.tensor([row(floor=0, obj=0)] * 4)
     pb = torch.tensor([row(floor=5, obj=5)] * 4)
-    pmix = torch.stack(
+    single = torch.stack(
         [
             torch.tensor([row(floor=5, obj=0)] * 3 + [row(floor=0, obj=0)]),  # section 0 from B: floor follows 3/4
             torch.tensor([row(floor=0, obj=5)] * 2 + [row(floor=5, obj=5)] * 2),  # section 1: obj follows, floor 2/4
+            pa,  # section 2: nothing moves
         ]
     )
-    carriers = [0, 0, 1, 0, 0, 0]  # floor, wall -> 0; object hue -> 1; the rest -> 0
-    m = E.mixing_scores(pa, pb, pmix, carriers)
+    carriers = [[0], [2], [1], [2], [2], [2]]
+    group = torch.stack([single[c[0]] for c in carriers])  # one carrying section per factor here
+    m = E.mixing_scores(pa, pb, single, group, carriers)
     assert m.follow[0, 0] == 0.75 and m.stay[0, 0] == 0.25 and m.follow[1, 2] == 1.0
     assert np.isnan(m.follow[0, 1])  # wall never differs
     assert m.effect[0] == 0.75 and m.effect[2] == 1.0
     assert m.preservation[2] == 0.5  # swapping section 1 also moved the floor in 2 of 4
     assert m.preservation[0] == 1.0  # swapping section 0 kept the object hue
+    # a factor spread over two sections follows only when both are swapped
+    both = E.mixing_scores(pa, pb, single, torch.stack([pb] + [single[0]] * 5), [[0, 1]] + carriers[1:])
+    assert both.effect[0] == 1.0 and both.preservation[0] == 1.0  # the object hue shares section 1: not counted
+    assert E.carriers_from_importance(np.array([[0.6, 0.1], [0.35, 0.8], [0.05, 0.1]])) == [[0, 1], [1]]
 
 
 def test_view_identity_counts_frames_that_agree_on_every_factor():
@@ -199,10 +205,36 @@ def test_the_oracle_with_permuted_directions_scores_low(oracle_setup):
 def test_the_oracle_mixes_sections_exactly(oracle_setup):
     oracle, reader, z, _ = oracle_setup
     z_a, z_b = z[:12], z[12:]
-    carriers = list(range(6))  # the oracle's section k is factor k
+    carriers = [[k] for k in range(6)]  # the oracle's section k is factor k
     m, _ = E.measure_mixing(reader.decode, reader.classify, z_a, z_b, oracle.section_slices, carriers)
     assert np.nanmin(m.effect) == 1.0 and np.all(m.preservation == 1.0)
     off = m.follow[~np.eye(6, dtype=bool)]
     assert np.nansum(off) == 0  # swapping section k never moves another factor
     wrong, _ = E.measure_mixing(reader.decode, reader.classify, z_a, z_b, oracle.section_slices, carriers[::-1])
     assert np.nanmax(wrong.effect) < 0.5
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The step of python -m soda.eval (mechanics on a tiny random model)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def test_run_edits_gives_the_report_section_and_figures(tmp_path, quick_factor_classifiers):
+    from conftest import tiny_model_with_visible_z
+
+    model = tiny_model_with_visible_z()
+    imp = np.eye(model.n_sections, 6)
+    sizes = {"n_scenes": 2, "strengths": (-2.0, 2.0), "view_scenes": 2, "view_frames": 2}
+    m, figs = E.run_edits(model, section_importance=imp, **sizes)
+    assert set(m["sliders"]["sliders"]) == {s.label for s in E.default_specs()}
+    for r in m["sliders"]["sliders"].values():
+        assert r["effect"] is None or 0 <= r["effect"] <= 1
+        assert 0 <= r["preservation"] <= 1 and len(r["effect_by_strength"]) == 2
+    assert m["mixing"]["carriers"]["floor_hue"] == [0] and m["mixing"]["n_pairs"] == 2
+    assert set(m["views"]) >= {"decoded", "renderer"} and len(m["views"]["cameras"]) == 2
+    assert all(0 <= v <= 1 for v in m["oracle"]["preservation"].values())  # briefly trained classifiers here
+    files = E.edit_figures(figs, tmp_path)
+    assert all((tmp_path / f).stat().st_size > 0 for f in files.values())
+    text = "\n".join(E.edits_section(m, files))
+    assert "## Edits" in text and "| object_hue + |" in text and "![edits_matrix](edits_matrix.png)" in text
+    assert "| floor_hue | 0 |" in text  # the carrying sections, listed

@@ -240,20 +240,23 @@ def slider_scores(
     )
 
 
-def carriers_from_importance(importance: np.ndarray) -> list[int]:
-    """DCI importance per section (n_sections, F) -> per factor, the section that carries it (largest importance)."""
-    return [int(i) for i in np.asarray(importance).argmax(0)]
+def carriers_from_importance(importance: np.ndarray, share: float = 0.5) -> list[list[int]]:
+    """DCI importance per section (n_sections, F) -> per factor, the sections that carry it: those with at least
+    ``share`` of the largest section's importance for that factor."""
+    imp = np.asarray(importance, float)
+    return [[int(k) for k in np.flatnonzero(imp[:, f] >= share * imp[:, f].max())] for f in range(imp.shape[1])]
 
 
 @dataclass
 class MixingScores:
-    """Section k of scene B swapped into scene A, one section at a time."""
+    """Sections of scene B swapped into scene A: one section at a time (the follow / stay matrices), and for each
+    factor the sections that carry it, together (effect / preservation)."""
 
-    follow: np.ndarray  # (K, F): among pairs whose classes differ, how often the mix takes B's class
-    stay: np.ndarray  # (K, F): among pairs whose classes differ, how often the mix keeps A's class
-    carriers: list[int]  # per factor, the section expected to carry it
-    effect: np.ndarray  # (F,) follow[carrier[f], f]
-    preservation: np.ndarray  # (F,) swapping carrier[f]: every factor it does not carry keeps A's class
+    follow: np.ndarray  # (K, F): section k alone; among pairs whose classes differ, how often the mix takes B's class
+    stay: np.ndarray  # (K, F): ... how often it keeps A's class
+    carriers: list[list[int]]  # per factor, the sections expected to carry it
+    effect: np.ndarray  # (F,) its carrying sections swapped: how often the factor follows B (where A and B differ)
+    preservation: np.ndarray  # (F,) ... how often every factor carried elsewhere keeps A's class (NaN: none is)
     n_pairs: int
 
     def to_json(self) -> dict:
@@ -271,27 +274,33 @@ def _nan_none(a) -> list:
     return [None if math.isnan(x) else x for x in np.asarray(a, float).reshape(-1).tolist()]
 
 
-def mixing_scores(pa: torch.Tensor, pb: torch.Tensor, pmix: torch.Tensor, carriers: Sequence[int]) -> MixingScores:
-    """pa, pb (N, F) classes of the decoded scenes A and B; pmix (K, N, F) of A with section k from B; carriers:
-    per factor the section expected to carry it -> MixingScores."""
+def _follow_stay(pa: torch.Tensor, pb: torch.Tensor, pm: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    ok = comparable(pa, pm) & comparable(pb, pm) & (pa != pb)
+    n = ok.float().sum(0)
+    return ((pm == pb) & ok).float().sum(0).div(n).numpy(), ((pm == pa) & ok).float().sum(0).div(n).numpy()
+
+
+def mixing_scores(
+    pa: torch.Tensor,
+    pb: torch.Tensor,
+    pmix: torch.Tensor,
+    pgroup: torch.Tensor,
+    carriers: Sequence[Sequence[int]],
+) -> MixingScores:
+    """pa, pb (N, F) classes of the decoded scenes A and B; pmix (K, N, F) of A with section k from B; pgroup
+    (F, N, F) of A with all of factor f's carrying sections (``carriers[f]``) from B -> MixingScores."""
     K, N, F = pmix.shape
     follow, stay = np.full((K, F), np.nan), np.full((K, F), np.nan)
     for k in range(K):
-        ok = comparable(pa, pmix[k]) & comparable(pb, pmix[k]) & (pa != pb)
-        n = ok.float().sum(0)
-        follow[k] = ((pmix[k] == pb) & ok).float().sum(0).div(n).numpy()
-        stay[k] = ((pmix[k] == pa) & ok).float().sum(0).div(n).numpy()
+        follow[k], stay[k] = _follow_stay(pa, pb, pmix[k])
     eff, pres = np.full(F, np.nan), np.full(F, np.nan)
     for f in range(F):
-        k = int(carriers[f])
-        if not 0 <= k < K:
-            continue
-        eff[f] = follow[k, f]
-        carried = [g for g in range(F) if int(carriers[g]) == k]
-        rest = [g for g in range(F) if g not in carried]
-        same = (pmix[k] == pa) | ~comparable(pa, pmix[k])
-        pres[f] = float(same[:, rest].all(-1).float().mean()) if rest else 1.0
-    return MixingScores(follow, stay, [int(c) for c in carriers], eff, pres, N)
+        eff[f] = _follow_stay(pa, pb, pgroup[f])[0][f]
+        rest = [g for g in range(F) if not set(carriers[g]) & set(carriers[f])]  # carried by untouched sections
+        same = (pgroup[f] == pa) | ~comparable(pa, pgroup[f])
+        if rest:
+            pres[f] = float(same[:, rest].all(-1).float().mean())
+    return MixingScores(follow, stay, [list(map(int, c)) for c in carriers], eff, pres, N)
 
 
 def view_identity(ref: torch.Tensor, frames: torch.Tensor) -> dict:
@@ -377,22 +386,27 @@ def measure_mixing(
     z_a: torch.Tensor,
     z_b: torch.Tensor,
     section_slices: Sequence[slice],
-    carriers: Sequence[int],
+    carriers: Sequence[Sequence[int]],
     batch: int = 64,
     progress: Progress | None = None,
 ) -> tuple[MixingScores, dict]:
-    """Scenes A and B (N, D): A with one section from B at a time, decoded and classified -> MixingScores."""
+    """Scenes A and B (N, D): A with one section from B at a time, and A with each factor's carrying sections from
+    B, decoded and classified -> MixingScores."""
     say = progress or (lambda f, s: None)
     pa, pb = classify(_batched(decode, z_a, batch)), classify(_batched(decode, z_b, batch))
-    mixes = []
-    for sl in section_slices:
+
+    def mixed(sections) -> torch.Tensor:
         m = z_a.clone()
-        m[:, sl] = z_b[:, sl]
-        mixes.append(m)
-    lat = torch.cat(mixes)
+        for k in sections:
+            m[:, section_slices[k]] = z_b[:, section_slices[k]]
+        return m
+
+    groups = [[k] for k in range(len(section_slices))] + [list(c) for c in carriers]
+    lat = torch.cat([mixed(g) for g in groups])
     imgs = _batched(decode, lat, batch, lambda f: say(f, "decoding section mixes"))
-    pmix = classify(imgs).reshape(len(section_slices), z_a.shape[0], -1)
-    return mixing_scores(pa, pb, pmix, carriers), {"pa": pa, "pb": pb, "pmix": pmix}
+    pred = classify(imgs).reshape(len(groups), z_a.shape[0], -1)
+    K = len(section_slices)
+    return mixing_scores(pa, pb, pred[:K], pred[K:], carriers), {"pa": pa, "pb": pb, "pmix": pred}
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -726,16 +740,17 @@ def edits_section(e: dict, files: dict[str, str]) -> list[str]:
     if "mixing" in e:
         mx = e["mixing"]
         lines += [
-            f"**Section mixing** ({mx['n_pairs']} pairs of held-out scenes A, B; section k of B put into A, one "
-            f"section at a time). The section expected to carry each factor: {mx['carriers_from']}. Follows donor: "
-            "among pairs whose classes differ, how often the mix takes B's class when the carrying section is "
-            "swapped; others kept: how often every factor that section does not carry keeps A's class.",
+            f"**Section mixing** ({mx['n_pairs']} pairs of held-out scenes A, B). The sections that carry each factor "
+            f"(at least half the top section's share of {mx['carriers_from']}) are taken from B together. Follows "
+            "donor: among pairs whose classes differ, how often the mix takes B's class; others kept: how often every "
+            "factor carried only by other sections keeps A's class. The matrix below swaps one section at a time.",
             "",
-            "| factor | carrying section | follows donor | others kept |",
+            "| factor | carrying sections | follows donor | others kept |",
             "| --- | --- | --- | --- |",
         ]
         for f in FACTORS:
-            lines.append(f"| {f} | {mx['carriers'][f]} | {_pct(mx['effect'][f])} | {_pct(mx['preservation'][f])} |")
+            where = ", ".join(map(str, mx["carriers"][f]))
+            lines.append(f"| {f} | {where} | {_pct(mx['effect'][f])} | {_pct(mx['preservation'][f])} |")
         lines += [""]
         if "edits_mixing" in files:
             lines += [f"![edits_mixing]({files['edits_mixing']})", ""]
