@@ -28,13 +28,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _run(cmd: list[str], nice: int) -> None:
+def _run(cmd: list[str], nice: int, ok=(0,)) -> int:
     cmd = [sys.executable, *cmd]
     if nice:
         cmd = ["nice", "-n", str(nice), *cmd]
     print("$ " + " ".join(shlex.quote(c) for c in cmd), flush=True)
     env = dict(os.environ, HF_HUB_OFFLINE="1")
-    subprocess.run(cmd, cwd=ROOT, env=env, check=True)
+    rc = subprocess.run(cmd, cwd=ROOT, env=env).returncode
+    if rc not in ok:
+        raise SystemExit(f"error: the command above failed (exit status {rc})")
+    return rc
 
 
 def bars(m: dict) -> list[tuple[str, float, str, bool]]:
@@ -57,13 +60,13 @@ def bars(m: dict) -> list[tuple[str, float, str, bool]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=30.0, help="train.max_minutes (default 30, the issue's budget)")
-    p.add_argument("--data", default="data/digits", help="where the digit PNGs go")
+    p.add_argument("--data", default="runs/digits-data", help="where the digit PNGs go")
     p.add_argument("--out", default="runs/digits", help="the run folder")
     p.add_argument("--eval-only", action="store_true", help="skip writing the data and training")
     p.add_argument("--resume", action="store_true", help="continue the run in --out (train.max_minutes is the total)")
     p.add_argument("--recon", type=int, default=256, help="held-out digits reconstructed (default 256)")
     p.add_argument("--steps", type=int, default=50, help="sampler steps for the reconstructions (default 50)")
-    p.add_argument("--nice", type=int, default=0, help="run the commands under nice -n N")
+    p.add_argument("--nice", type=int, default=0, help="run the commands under nice -n N (added to this script's)")
     p.add_argument("--train-arg", action="append", default=[], help="extra trainer override, e.g. --train.threads=2")
     a = p.parse_args(argv)
     out = Path(a.out)
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             _run(["-m", "soda.data", "digits", "--out", a.data], a.nice)
         train = ["-m", "soda.train", "--config", "folder", f"--data.path={a.data}", f"--train.out_dir={out}"]
         train += [f"--train.max_minutes={a.minutes:g}", *a.train_arg] + (["--resume"] if a.resume else [])
-        _run(train, a.nice)
+        if _run(train, a.nice, ok=(0, 130)) == 130:  # Ctrl-C / SIGTERM: the trainer saved a checkpoint first
+            print("training was interrupted: evaluating its last checkpoint (continue with --resume)", flush=True)
     ev = ["-m", "soda.eval", "--checkpoint", str(out / "ema"), "--out", str(out / "eval")]
     ev += ["--recon", str(a.recon), "--steps", str(a.steps)]
     _run(ev, a.nice)
