@@ -1,13 +1,14 @@
 """The folder path learns on real data that ships with an installed package: scikit-learn's handwritten digits.
 
-A CI-sized run (600 steps of 32 images, one thread: 56 s of CPU time measured for training, about a minute in all)
-of the folder preset's recipe (v-prediction, low-SNR time sampling, the z pathway at 3x the learning rate, masking
-warm-up), at 16 px with a tiny width, on the training split of a stratified 80/20 split (``soda.data.digits``). On
-the 360 held-out digits the decoder must draw from z: its prediction from pure noise (t = 1) and its 10-step samples
-are clearly worse when each digit gets another digit's z. The old preset (eps-prediction, uniform t) left z unused:
-reconstructions equal to within 0.02 dB with a neighbour's z (issue 14). Measured: x0-hat at t = 1 13.03 dB with the
-true z, 11.89 with a shuffled z; 10-step samples 11.04 / 10.22 dB (thresholds 0.6 and 0.4 dB). The longer run with
-the full-size preset and the issue's bars is ``bench/digits.py`` (figures in docs/DATA.md).
+A CI-sized run (600 steps of 32 images, one thread; the whole test: 50 s of CPU time, 89 s of wall time beside a
+training run on the other core) of the folder preset's recipe (v-prediction, low-SNR time sampling, the z pathway at
+3x the learning rate, masking warm-up), at 16 px with a tiny width, on the training split of a stratified 80/20 split
+(``soda.data.digits``). On the 360 held-out digits the decoder must draw from z: its prediction from pure noise
+(t = 1) and its 10-step samples are clearly worse when each digit gets another digit's z. The old preset
+(eps-prediction, uniform t) left z unused: reconstructions equal to within 0.02 dB with a neighbour's z (issue 14).
+Measured (bit-identical in two runs): x0-hat at t = 1 13.03 dB with the true z, 11.89 with a shuffled z; 10-step
+samples 11.04 / 10.22 dB (thresholds 0.6 and 0.4 dB). The longer run with the full-size preset and the issue's bars
+is ``bench/digits.py`` (figures in docs/DATA.md).
 """
 
 from __future__ import annotations
