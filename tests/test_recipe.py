@@ -193,3 +193,13 @@ def test_amp_auto_is_a_fixed_rule_per_machine(monkeypatch):
     assert tr.resolve_amp("auto", cpu) is False  # AVX512-BF16 alone or no bf16: fp32
     monkeypatch.setattr(tr, "cpu_has_amx_bf16", lambda: True)
     assert tr.resolve_amp("auto", cpu) is True
+
+
+def test_soda_eval_names_stay_functions_after_submodule_imports():
+    import importlib
+
+    import soda.eval as ev
+
+    importlib.import_module("soda.eval.dci")
+    importlib.import_module("soda.eval.mig")
+    assert callable(ev.dci) and callable(ev.mig)  # the functions, not the modules of the same name

@@ -1,10 +1,32 @@
 """Evaluation metrics as pure functions on arrays (codes (N, D), factors (N, K), images in [0, 1]).
 
-Names are imported lazily (PEP 562), so that the core trainer can use ``soda.eval.zuse`` (torch only) on a machine
-without scikit-learn / scikit-image.
+The metric functions are imported eagerly where scikit-learn / scikit-image are installed; where they are not, the
+package still imports (the core trainer uses ``soda.eval.zuse``, torch only) and each name is loaded on first use
+(PEP 562), raising the missing package's ImportError there. Eager binding matters: importing a submodule later
+(``soda.eval.dci``) must not replace the function ``soda.eval.dci`` with the module of the same name.
 """
 
 from importlib import import_module
+
+try:
+    from soda.eval.dci import dci, dci_scores, importance_matrix
+    from soda.eval.fid import (
+        LPIPS,
+        InceptionFeatures,
+        feature_statistics,
+        fid_from_features,
+        frechet_distance,
+        inception_features,
+        kid,
+        load_inception,
+        load_lpips,
+    )
+    from soda.eval.image_metrics import psnr, ssim
+    from soda.eval.mig import discretize, mig
+    from soda.eval.probes import knn_probe, linear_probe, multilabel_probe
+    from soda.eval.sections import section_codes
+except ImportError:  # an optional dependency is missing: the names below load (and fail) on first use
+    pass
 
 _WHERE = {
     "dci": "dci",
@@ -29,7 +51,29 @@ _WHERE = {
     "section_codes": "sections",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "LPIPS",
+    "InceptionFeatures",
+    "dci",
+    "dci_scores",
+    "discretize",
+    "feature_statistics",
+    "fid_from_features",
+    "frechet_distance",
+    "importance_matrix",
+    "inception_features",
+    "kid",
+    "knn_probe",
+    "linear_probe",
+    "load_inception",
+    "load_lpips",
+    "mig",
+    "multilabel_probe",
+    "psnr",
+    "section_codes",
+    "ssim",
+]
+assert sorted(__all__) == sorted(_WHERE)
 
 
 def __getattr__(name: str):
