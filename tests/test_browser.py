@@ -144,7 +144,20 @@ def test_click_the_latent_map(page, app):
     page.screenshot(path=str(ARTIFACTS / "panel-map.png"), full_page=True)
 
     drag = page.locator("#map .nsewdrag").bounding_box()
-    cx, cy = drag["x"] + 8, drag["y"] + 8  # the top-left corner of the plot area holds no point
+    # an empty spot: of a grid over the plot area, the place farthest from every point (the map depends on the
+    # checkpoint, so no fixed corner is guaranteed to be empty)
+    ex, ey = page.evaluate(
+        """(() => { const d = document.querySelector('#map .soda-map'), L = d._fullLayout, t = d.data[0];
+        const px = t.x.map(v => L.xaxis.d2p(v)), py = t.y.map(v => L.yaxis.d2p(v));
+        let best = [8, 8], far = -1;
+        for (let gx = 8; gx < L.xaxis._length - 8; gx += 6) for (let gy = 8; gy < L.yaxis._length - 8; gy += 6) {
+          let m = Infinity;
+          for (let i = 0; i < px.length; i++) m = Math.min(m, (px[i] - gx) ** 2 + (py[i] - gy) ** 2);
+          if (m > far) { far = m; best = [gx, gy]; }
+        }
+        return best; })()"""
+    )
+    cx, cy = drag["x"] + ex, drag["y"] + ey
     target = page.evaluate(
         f"""(() => {{ const d = document.querySelector('#map .soda-map'), L = d._fullLayout;
         return [L.xaxis.p2d({cx} - {drag["x"]}), L.yaxis.p2d({cy} - {drag["y"]})]; }})()"""
