@@ -3,6 +3,8 @@
 Every CLIP event runs in its own queue (``concurrency_id="clip"``, one at a time), never in the slider loop: the
 names relabel this session's sliders, a prompt slider takes a named slot of the editor (see app/explorer_clip.py).
 API endpoints: ``/clip_status``, ``/name_sliders``, ``/prompt_slider``, ``/map_prompt``; the UI follow-ups are private.
+Without CLIP weights they answer rather than fail: an empty table or slider name with the instructions as the note,
+and the uncoloured map whose ``meta`` says ``{"clip": "unavailable", "message": ...}``.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from soda.clip import format_vocabulary
 
 from .common import PRIVATE, Ctx, guard, marker_update
 from .explorer import N_SLOTS
+from .explorer_clip import ClipMissing
 
 CLIP_QUEUE = {"concurrency_id": "clip", "concurrency_limit": 1}
 STATUS_WAIT = 600.0  # seconds /clip_status follows a background load before answering "still loading"
 
+TABLE_HEADERS = ["slider", "edit name", "label", "CLIP names (score)"]
 INTRO = """### Directions (CLIP)
 An [open_clip](https://github.com/mlfoundations/open_clip) model answers *what does this slider do?* and makes
 sliders from text. **Name sliders** decodes a short traversal of every section slider, lets CLIP read the frames and
@@ -72,14 +76,14 @@ def build(ctx: Ctx) -> SimpleNamespace:
             ns.name_go = gr.Button("Name sliders", variant="primary", elem_id="clip-name")
             ns.vocab_reset = gr.Button("Default vocabulary", size="sm")
         ns.table = gr.Dataframe(
-            headers=["slider", "edit name", "label", "CLIP names (score)"],
+            headers=TABLE_HEADERS,
             datatype=["str", "str", "str", "str"],
             interactive=False,
             wrap=True,
             label="Slider names",
             elem_id="clip-names",
         )
-        ns.name_note = gr.Markdown("")
+        ns.name_note = gr.Markdown("", label="Naming note", elem_id="clip-name-note")
     with gr.Accordion("Prompt → slider", open=True):
         with gr.Row():
             ns.prompt = gr.Textbox(label="Prompt", placeholder="a red object", scale=3, elem_id="clip-prompt")
@@ -90,7 +94,7 @@ def build(ctx: Ctx) -> SimpleNamespace:
         ns.slider_name = gr.Textbox(
             label="Slider name (for /edit and recipes)", interactive=False, elem_id="clip-slider-name"
         )
-        ns.prompt_note = gr.Markdown("")
+        ns.prompt_note = gr.Markdown("", label="Prompt slider note", elem_id="clip-prompt-note")
     ns.api_status = gr.Button(visible=False)
     return ns
 
@@ -154,7 +158,12 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
     def name_sliders(state, vocabulary, progress=gr.Progress()):
         key = _key(ex, state)
         progress(0, desc="naming the sliders")
-        rows = ex.name_sliders(key, vocabulary, progress=lambda f, msg: progress(f, desc=msg))
+        try:
+            rows = ex.name_sliders(key, vocabulary, progress=lambda f, msg: progress(f, desc=msg))
+        except ClipMissing as e:  # an answer, not an error: no table, and what to provide
+            import pandas as pd
+
+            return pd.DataFrame(columns=TABLE_HEADERS), gr.skip(), str(e)
         table = [[r["raw"], r["edit"], r["label"], ", ".join(f"{n} ({s:.2f})" for n, s in r["names"])] for r in rows]
         names = {"ckpt": key, "labels": {r["slot"]: r["label"] for r in rows}}
         note = (
@@ -172,7 +181,10 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
     def prompt_slider(state, prompt, negative, progress=gr.Progress()):
         progress(0, desc="prompt -> slider")
         key = _key(ex, state)
-        r = ex.prompt_slider(key, prompt, negative, progress=lambda f, msg: progress(f, desc=msg))
+        try:
+            r = ex.prompt_slider(key, prompt, negative, progress=lambda f, msg: progress(f, desc=msg))
+        except ClipMissing as e:  # an answer, not an error: no slider, and what to provide
+            return "", str(e)
         i = r["info"]
         where = (
             "under *Named sliders* in *Explore / edit*"
@@ -198,7 +210,15 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
     @guard
     def map_prompt(state, prompt, view, progress=gr.Progress()):
         progress(0, desc="colouring the map")
-        fig = ex.map_prompt_figure(_key(ex, state), view, prompt, progress=lambda f, msg: progress(f, desc=msg))
+        try:
+            fig = ex.map_prompt_figure(_key(ex, state), view, prompt, progress=lambda f, msg: progress(f, desc=msg))
+        except ClipMissing as e:  # the plain map, saying why it is not coloured
+            gr.Warning(str(e).splitlines()[0])
+            base = ex.map_figure(_key(ex, state), view, "none")
+            reason = str(e).splitlines()[0]
+            title = {"text": f"{base['layout']['title']['text']}: not coloured ({reason})", "font": {"size": 13}}
+            fig = {**base, "layout": {**base["layout"], "title": title}}
+            fig["meta"] = {"clip": "unavailable", "message": str(e)}
         return json.dumps(fig, separators=(",", ":"))
 
     @guard

@@ -6,8 +6,10 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .common import HEAVY, PRIVATE, Ctx, guard, info_md, marker_update, warn
+from .common import HEAVY, PRIVATE, STATUS_TEMPLATE, Ctx, guard, marker_update, status_text, warn
 from .explorer import COMPONENTS, N_SLOTS, SECTION_SLOTS, SLIDER_SPAN, Loaded
+
+CURRENT = "current edit"  # the editor's image among the image choices of Interpolate and Mix
 
 
 def camera_note(m: Loaded) -> str:
@@ -22,9 +24,8 @@ def camera_note(m: Loaded) -> str:
 
 
 def gallery_items(m: Loaded) -> list:
-    return [
-        (img, f"{i}: {c}") for i, (img, c) in enumerate(zip(m.assets.examples, m.assets.example_captions, strict=True))
-    ]
+    """(image, caption) of every held-out example; the captions are the assets' readable descriptions."""
+    return list(zip(m.assets.examples, m.assets.example_captions, strict=True))
 
 
 def slider_updates(m: Loaded, values: list[float]) -> list:
@@ -62,25 +63,25 @@ def build(ctx: Ctx) -> SimpleNamespace:
     ex = ctx.ex
     m = ex.get()
     ns = SimpleNamespace()
+    ns.gallery = gr.Gallery(  # the page's full width: every column fits and captions are readable
+        gallery_items(m),
+        label="Held-out examples (click one)",
+        columns=8,
+        height="auto",
+        allow_preview=False,
+        elem_id="examples",
+        elem_classes="pix",
+        interactive=False,
+        format="png",
+    )
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=320):
-            ns.gallery = gr.Gallery(
-                gallery_items(m),
-                label="Held-out examples (click one)",
-                columns=8,
-                height=200,
-                allow_preview=False,
-                elem_id="examples",
-                elem_classes="pix",
-                interactive=False,
-                format="png",
-            )
             ns.upload = gr.File(
                 label="…or upload any image (cropped to a square and resized)",
                 file_types=["image"],
                 type="filepath",
                 elem_id="upload",
-                height=120,
+                height=150,
             )
             ns.camera_note = gr.Markdown(camera_note(m), elem_id="camera-note")
         with gr.Column(scale=3, min_width=420):
@@ -99,21 +100,26 @@ def build(ctx: Ctx) -> SimpleNamespace:
                 ns.edited = gr.Image(
                     label="Edited", format="png", interactive=False, elem_id="edited", elem_classes="pix", height=200
                 )
-            ns.info = gr.Markdown(info_md({}), label="Status", elem_id="info")
+            ns.info = gr.HTML(  # plain text for API clients; the template draws the PSNR badge in the page
+                status_text({}), html_template=STATUS_TEMPLATE, js_on_load=None, label="Status", elem_id="info"
+            )
             with gr.Row():
                 ns.undo = gr.Button("Undo", size="sm", elem_id="undo")
                 ns.reset = gr.Button("Reset", size="sm", elem_id="reset")
                 ns.refine = gr.Button("Refine reconstruction", size="sm", elem_id="refine")
-                ns.refine_cancel = gr.Button("Cancel refine", size="sm", variant="stop")
+                ns.refine_cancel = gr.Button(  # enabled only while a refine runs
+                    "Cancel refine", size="sm", variant="secondary", interactive=False, elem_id="refine-cancel"
+                )
             with gr.Accordion("Refine settings / before-after", open=False):
                 with gr.Row():
-                    ns.refine_steps = gr.Slider(5, 200, value=40, step=5, label="Refine steps")
+                    ns.refine_steps = gr.Slider(5, 200, value=40, step=5, label="Refine steps", elem_id="refine-steps")
                     ns.refine_lr = gr.Slider(0.005, 0.3, value=0.05, step=0.005, label="Learning rate")
                 ns.before_after = gr.ImageSlider(
                     label="Before / after (drag the divider)",
                     type="numpy",
                     format="png",
                     interactive=False,
+                    elem_id="before-after",
                     elem_classes="pix",
                     height=260,
                 )
@@ -175,11 +181,8 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
     ex, st, seed_in, quality_in = ctx.ex, ctx.state, ctx.seed, ctx.quality
     sliders = ctx.sliders
 
-    def thr(state):
-        return ex.get(state["ckpt"]).assets.ood_threshold
-
     def loaded(state):
-        return state, state.get("input"), state["recon"], state["recon"], info_md(state, thr(state))
+        return state, state.get("input"), state["recon"], state["recon"], status_text(state)
 
     @guard
     def load_example(state, index, seed, quality):
@@ -202,13 +205,14 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         vals = ex.slider_values(m, state.get("edits", {}))
         recon = state.get("recon")
         ba = (recon, recon) if recon is not None else None
-        return [*vals, ba, marker_update(ex.map_marker(state, view))]
+        follow = [gr.Dropdown(value=CURRENT) for _ in ctx.current_pickers]  # image A of Interpolate / Mix
+        return [*vals, ba, marker_update(ex.map_marker(state, view)), *follow]
 
     load_out = [st, *ctx.editor_outputs]
     sync_args = {
         "fn": sync,
         "inputs": [st, ctx.view],
-        "outputs": [*sliders, ns.before_after, ctx.map_html],
+        "outputs": [*sliders, ns.before_after, ctx.map_html, *ctx.current_pickers],
         "show_progress": "hidden",
         **PRIVATE,
     }
@@ -291,8 +295,13 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         for i, total, new, recon in ex.refine(state, steps, lr, seed, quality):
             progress((i, total), desc="refining z (gradient descent on the denoising loss)")
             if new is not None:
-                yield new, recon, info_md(new, thr(new))
+                yield new, recon, status_text(new)
 
+    # "Cancel refine" is enabled only while a refine runs. The page runs the listeners of one click in the order they
+    # were registered, each to its end, so the one that enables the button comes before the refine itself.
+    cancel_on, cancel_off = (lambda: gr.Button(interactive=True)), (lambda: gr.Button(interactive=False))
+    toggle = {"concurrency_limit": None, "show_progress": "hidden", **PRIVATE}
+    ns.refine.click(cancel_on, None, ns.refine_cancel, **toggle)
     ev = ns.refine.click(
         refine,
         [st, ns.refine_steps, ns.refine_lr, seed_in, quality_in],
@@ -301,7 +310,8 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         **HEAVY,
     )
     ev.then(**render_args, show_progress="hidden")
-    ns.refine_cancel.click(None, cancels=[ev], **PRIVATE)
+    ev.then(cancel_off, None, ns.refine_cancel, **toggle)
+    ns.refine_cancel.click(cancel_off, None, ns.refine_cancel, cancels=[ev], **toggle)
 
     @guard
     def traverse(state, label, span, frames, seed, quality):

@@ -299,13 +299,13 @@ class Explorer(ViewsMixin, MapMixin, ClipMixin):
         z = self._encode(m, img)
         new = self._start(state, m, z, f"upload: {Path(str(path)).name}", img, seed, quality)
         notes = []
-        d = float(m.assets.mahalanobis(z)[0])
-        new["ood"] = d
-        if d > m.assets.ood_threshold:
-            notes.append(
-                f"This image looks unlike the training data (latent distance {d:.1f}; 99% of held-out data is "
-                f"below {m.assets.ood_threshold:.1f}). Edits and reconstructions may be poor; try Refine."
-            )
+        det = m.assets.ood
+        if det is not None:  # soda.ood: latent distance, reconstruction and pixel signals, calibrated per checkpoint
+            recon = self.decode(m, z, det.steps, det.seed)  # the detector's fixed reconstruction (cached)
+            v = det.verdicts(det.raw(api.from_uint8(img[None]), z, api.from_uint8(recon)))[0]
+            new["ood"] = {"score": v.score, "threshold": v.threshold, "flagged": v.flagged, "reasons": v.reasons}
+            if v.flagged:
+                notes.append(det.warning(v))
         return new, notes
 
     def preview(self, state: dict, values, seed) -> np.ndarray:

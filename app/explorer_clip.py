@@ -3,8 +3,9 @@
 The CLIP spec is resolved per checkpoint (the explorer's ``clip_spec``, i.e. ``python app.py --clip``, else
 ``$SODA_CLIP``, else the ``clip:`` entry of the checkpoint's model card). The weights are loaded in a background thread
 on first use, so neither importing the app nor serving the page waits for them, and offline-ness is decided by
-soda.clip before anything touches the network. Without usable weights every CLIP operation raises ExplorerError with
-soda.clip's instructions (``str(ClipUnavailable)``); nothing else in the explorer depends on CLIP.
+soda.clip before anything touches the network. Without usable weights every CLIP operation raises ClipMissing (an
+ExplorerError) with soda.clip's instructions (``str(ClipUnavailable)``), which the panel turns into a structured
+answer; nothing else in the explorer depends on CLIP.
 
 CLIP never runs while a slider moves. Names, the embeddings of the held-out images and prompt directions are computed
 once per button press and cached on disk in the ``clip/`` folder beside the explorer assets (soda.clip.ResultCache:
@@ -47,6 +48,10 @@ REGISTRY = "prompt_sliders.safetensors"
 REGISTRY_MAX = 64  # prompt directions kept on disk per checkpoint (the newest)
 NOT_EMBEDDED = "#d0d0d0"  # map colour of the points CLIP did not read
 LOAD_TIMEOUT = 900.0  # seconds an operation waits for the background load
+
+
+class ClipMissing(ExplorerError):
+    """No usable CLIP weights for this checkpoint; the message says what to provide (soda.clip's instructions)."""
 
 
 def direction_digest(vector: torch.Tensor) -> str:
@@ -172,7 +177,7 @@ class ClipMixin:
         when there is none."""
         spec = self.clip_spec_for(m)
         if spec is None:
-            raise ExplorerError(self._no_spec_message(m))
+            raise ClipMissing(self._no_spec_message(m))
         job = self._clip_job(m, spec)
         while not job.done.wait(0.5):
             if progress:
@@ -181,7 +186,7 @@ class ClipMixin:
                 raise ExplorerError(f"CLIP weights '{spec}' are still loading after {LOAD_TIMEOUT:.0f} s")
         if job.error is not None:
             self._forget_failed(job)
-            raise ExplorerError(job.error)
+            raise ClipMissing(job.error)
         return job.model
 
     # ---------------------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from . import recipes
-from .common import HEAVY, Ctx, guard, info_md, warn
+from .common import HEAVY, Ctx, guard, status_text, warn
 
 
 def build(ctx: Ctx) -> SimpleNamespace:
@@ -48,7 +48,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
     def replay(state, path):
         new, image, notes = recipes.load_into(ex, state, path)
         warn(notes)
-        return new, None, new["recon"], image, info_md(new)
+        return new, None, new["recon"], image, status_text(new)
 
     ns.replay.click(replay, [st, ns.recipe_in], [st, *ctx.editor_outputs], api_name="load_recipe", **HEAVY).then(
         **ctx.after_load[0]

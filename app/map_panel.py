@@ -14,15 +14,19 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .common import HEAVY, PRIVATE, Ctx, guard, info_md, marker_update
+from .common import HEAVY, PRIVATE, Ctx, guard, marker_update, status_text
 
 MAP_TEMPLATE = "<div class='soda-map' style='width:100%;height:480px'></div>"
 
-# `element`, `props`, `trigger` and `watch` are provided by gr.HTML. Plotly fires plotly_click for points before
-# the DOM click event; a DOM click with no plotly_click just before it is a click on empty space.
+# `element`, `props`, `trigger` and `watch` are provided by gr.HTML. A click is classified from its own position:
+# the points of trace 0 under the cursor (the last drawn is on top) or, failing that, the nearest within HIT_PX;
+# else it is a click on empty space. Plotly's own plotly_click is not used: it reports the point of the last
+# *hover*, which a quick move-and-click outruns (the click then loads the point the mouse came from, or a click on
+# a point counts as empty space).
 MAP_JS = r"""
 const div = element.querySelector('.soda-map');
-let parsedFrom = null, fig = null, lastPoint = 0;
+const HIT_PX = 7, DOT_PX = 3.5;
+let parsedFrom = null, fig = null, last = null;
 const draw = () => {
   if (!window.Plotly || !props.value) return;
   if (parsedFrom !== props.value) { fig = JSON.parse(props.value); parsedFrom = props.value; }
@@ -34,23 +38,24 @@ const draw = () => {
   Plotly.react(div, data, fig.layout, {displayModeBar: false, responsive: true});
   if (!div._sodaBound) {
     div._sodaBound = true;
-    div.on('plotly_click', ev => {
-      const p = ev.points && ev.points[0];
-      if (!p || p.curveNumber !== 0) return;
-      lastPoint = Date.now();
-      trigger('map_click', {kind: 'point', index: p.pointIndex, x: p.x, y: p.y});
-    });
     div.addEventListener('click', ev => {
       const drag = div.querySelector('.nsewdrag');
-      if (!drag) return;
+      if (!drag || !fig) return;
       const r = drag.getBoundingClientRect();
       if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return;
-      setTimeout(() => {
-        if (Date.now() - lastPoint < 400) return;
-        const L = div._fullLayout;
-        trigger('map_click', {kind: 'empty', index: -1, x: L.xaxis.p2d(ev.clientX - r.left),
-                              y: L.yaxis.p2d(ev.clientY - r.top)});
-      }, 60);
+      const now = performance.now();  // one click may arrive twice (the browser's and plotly's own)
+      if (last && last.x === ev.clientX && last.y === ev.clientY && now - last.t < 150) return;
+      last = {x: ev.clientX, y: ev.clientY, t: now};
+      const L = div._fullLayout, px = ev.clientX - r.left, py = ev.clientY - r.top, t = fig.data[0];
+      let top = -1, near = -1, nearD = HIT_PX * HIT_PX;
+      for (let i = 0; i < t.x.length; i++) {
+        const dx = L.xaxis.d2p(t.x[i]) - px, dy = L.yaxis.d2p(t.y[i]) - py, d = dx * dx + dy * dy;
+        if (d <= DOT_PX * DOT_PX) top = i;
+        if (d < nearD) { nearD = d; near = i; }
+      }
+      const i = top >= 0 ? top : near;
+      if (i >= 0) trigger('map_click', {kind: 'point', index: i, x: t.x[i], y: t.y[i]});
+      else trigger('map_click', {kind: 'empty', index: -1, x: L.xaxis.p2d(px), y: L.yaxis.p2d(py)});
     });
     new ResizeObserver(() => { if (div.offsetWidth) Plotly.Plots.resize(div); }).observe(div);
   }
@@ -140,7 +145,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         edited = ex.edited(new, seed, quality)
         if new.get("recon") is None:
             new["recon"] = edited
-        return new, new.get("input"), new["recon"], edited, info_md(new, ex.get(new["ckpt"]).assets.ood_threshold)
+        return new, new.get("input"), new["recon"], edited, status_text(new)
 
     @guard
     def click_event(state, view, seed, quality, evt: gr.EventData):
@@ -149,8 +154,17 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
 
     outs = [st, *ctx.editor_outputs]
     after = ctx.after_load[0]
+    # Every click counts, in order: "always_last" would defer a click made while the previous one runs, and gradio
+    # then replays the *earlier* click's event data (a click on empty space right after a point click was lost).
+    # One at a time: each click reads the session state the previous one left (gr.State lives on the server).
     ctx.map_html.map_click(
-        click_event, [st, ctx.view, seed_in, quality_in], outs, trigger_mode="always_last", **PRIVATE, **HEAVY
+        click_event,
+        [st, ctx.view, seed_in, quality_in],
+        outs,
+        trigger_mode="multiple",
+        concurrency_id="map_click",
+        concurrency_limit=1,
+        **PRIVATE,
     ).then(**after)
     ns.api_click.click(
         click,

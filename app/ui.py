@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import clip_panel, edit_panel, export_panel, map_panel, views_panel
-from .common import PRIVATE, Ctx, guard
+from .common import PRIVATE, Ctx, guard, quiet_user_errors
 from .explorer import MAX_SEED, Explorer
 from .uploads import MAX_BYTES
 
@@ -20,7 +20,22 @@ CSS = """
   width: 100% !important; height: 100% !important; object-fit: contain; }
 .psnr { padding: 1px 8px; border-radius: 9px; font-weight: 600; color: white; }
 .psnr-good { background: #1a7f37; } .psnr-fair { background: #9a6700; } .psnr-poor { background: #cf222e; }
+.ood-flag { color: #cf222e; }
 #map { min-height: 480px; }
+/* before / after: the whole of both images, letterboxed (gradio's slider otherwise shows a zoomed crop) */
+#before-after .slider-wrap .wrap, #before-after .slider-wrap .content { height: 100% !important; }
+#before-after [data-testid=imageslider-image] { width: 100% !important; height: 100% !important;
+  max-height: 100% !important; object-fit: contain !important; top: 0 !important; }
+/* the upload box's floating label sits above its icon, not on it */
+#upload .upload-container { padding-top: 34px; }
+/* held-out examples: whole thumbnails, their captions below them (not over them), no empty space under the rows */
+#examples .grid-wrap { min-height: 0 !important; max-height: none !important; height: auto !important; }
+#examples .thumbnail-item { height: auto !important; aspect-ratio: auto !important; display: flex;
+  flex-direction: column; }
+#examples .thumbnail-item img { aspect-ratio: 1 / 1; height: auto !important; width: 100%; }
+#examples .caption-label { position: static !important; white-space: normal; overflow-wrap: anywhere; max-width: 100%;
+  transform: none !important; margin: 0; border: none; border-radius: 0; background: none; padding: 4px 6px;
+  text-align: center; }
 """
 
 
@@ -34,6 +49,7 @@ def build_demo(ex: Explorer) -> gr.Blocks:
     from .media import make_gradio_image_cache_atomic
 
     make_gradio_image_cache_atomic()  # concurrent users rendering the same image must never read a half-written file
+    quiet_user_errors()  # a refused request is one log line, not a traceback
     m = ex.get()
     with gr.Blocks(title="SODA latent explorer", delete_cache=(1800, 3600)) as demo:
         st = gr.State(ex.new_state())
@@ -106,7 +122,7 @@ def build_demo(ex: Explorer) -> gr.Blocks:
                 gr.Dropdown(choices=choices, value=choices[1]),
                 gr.Dropdown(choices=choices, value=choices[min(2, len(choices) - 1)]),
             )
-            secs = gr.CheckboxGroup(choices=views_panel.section_choices(m), value=[])
+            secs = gr.update(choices=views_panel.section_choices(m), value=[])
             colors = map_panel.color_choices(ex, m.key)
             zeros = ex.slider_values(m, {})
             return [

@@ -8,6 +8,7 @@ square and resized. Memory stays bounded: JPEGs are decoded at a reduced scale (
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,13 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above this and refuses above tw
 
 class UploadError(ValueError):
     """The upload cannot be used (the message says why, for the user)."""
+
+
+def too_large(name: str, pixels: int, size: str = "") -> str:
+    """The one wording of the pixel-count refusal, however the size was found."""
+    return (
+        f"'{name}' is too large ({size}{pixels / 1e6:.0f} megapixels); the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
+    )
 
 
 def read_image(path: str | Path, res: int) -> np.ndarray:
@@ -41,7 +49,7 @@ def read_image(path: str | Path, res: int) -> np.ndarray:
                 im.seek(0)  # animated GIF / APNG / WebP: the first frame
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise UploadError(f"'{p.name}' is {w} x {h} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels")
+                raise UploadError(too_large(p.name, w * h, f"{w} x {h} pixels, "))
             if w < 1 or h < 1:
                 raise UploadError(f"'{p.name}' has no pixels")
             if im.format == "JPEG":
@@ -52,8 +60,9 @@ def read_image(path: str | Path, res: int) -> np.ndarray:
             return _to_rgb_square(im, res)
     except UploadError:
         raise
-    except Image.DecompressionBombError:
-        raise UploadError(f"'{p.name}' is too large to decode safely (over {2 * MAX_PIXELS / 1e6:.0f} Mpx)") from None
+    except Image.DecompressionBombError as e:  # PIL refuses above 2 * MAX_PIXELS before we see the size
+        got = re.search(r"\((\d+) pixels\)", str(e))
+        raise UploadError(too_large(p.name, int(got.group(1)) if got else 2 * MAX_PIXELS + 1)) from None
     except UnidentifiedImageError:
         raise UploadError(f"'{p.name}' is not an image this app can read (PNG, JPEG, GIF, WebP, BMP, TIFF)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:

@@ -11,12 +11,28 @@ from soda import api
 from .common import HEAVY, PRIVATE, Ctx, guard, warn
 from .explorer import Loaded
 
+FOLLOWS = "becomes the editor's image (current edit) whenever one is loaded there"
 ORBIT_STEPS = 20  # an orbit of 24 frames at 20 steps fits the 15 s budget on 2 CPU cores
 
 
-def section_choices(m: Loaded) -> list[tuple[str, int]]:
-    """(label, index) pairs: the API takes the section indices."""
-    return [(t, k) for k, t in enumerate(m.section_titles)]
+def section_picker(choices, label: str) -> gr.CheckboxGroup:
+    """A checkbox group of latent sections. Its values are the section indices as strings ('0', '1', ...), the form
+    the API description (view_api) gives; integers are accepted too (the instance's preprocess converts them first:
+    a subclass would make gradio write a .pyi stub beside this file)."""
+    group = gr.CheckboxGroup(choices, label=label)
+    strict = group.preprocess
+
+    def preprocess(payload):
+        return strict([str(v) if isinstance(v, int) and not isinstance(v, bool) else v for v in payload or []])
+
+    group.preprocess = preprocess
+    return group
+
+
+def section_choices(m: Loaded) -> list[tuple[str, str]]:
+    """(label, value) pairs; the values are the section indices as strings ('0', '1', ...), the form gradio's API
+    description gives for a checkbox group."""
+    return [(t, str(k)) for k, t in enumerate(m.section_titles)]
 
 
 def views_note(m: Loaded) -> str:
@@ -33,11 +49,14 @@ def build_interpolate(ctx: Ctx) -> SimpleNamespace:
     ns = SimpleNamespace()
     choices = ctx.ex.pick_choices(m)
     with gr.Row():
-        ns.a = gr.Dropdown(choices, value=choices[1], label="Image A", allow_custom_value=True)
+        ns.a = gr.Dropdown(
+            choices, value=choices[1], label="Image A", info=FOLLOWS, allow_custom_value=True, elem_id="interp-a"
+        )
         ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B", allow_custom_value=True)
         ns.n = gr.Slider(2, 24, value=8, step=1, label="Frames")
         ns.method = gr.Radio(["lerp", "slerp"], value="slerp", label="Path")
-    ns.sections = gr.CheckboxGroup(section_choices(m), label="Only move these sections (none = all)")
+    ns.sections = section_picker(section_choices(m), "Only move these sections (none = all)")
+    ctx.current_pickers.append(ns.a)
     ns.go = gr.Button("Interpolate", variant="primary")
     ns.gallery = gr.Gallery(
         label="Frames",
@@ -63,9 +82,12 @@ def build_mix(ctx: Ctx) -> SimpleNamespace:
         "sections of one image (layout) with the fine sections of another (colours and texture)."
     )
     with gr.Row():
-        ns.a = gr.Dropdown(choices, value=choices[1], label="Image A", allow_custom_value=True)
+        ns.a = gr.Dropdown(
+            choices, value=choices[1], label="Image A", info=FOLLOWS, allow_custom_value=True, elem_id="mix-a"
+        )
         ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B", allow_custom_value=True)
-    ns.from_b = gr.CheckboxGroup(section_choices(m), label="Sections taken from B")
+    ns.from_b = section_picker(section_choices(m), "Sections taken from B")
+    ctx.current_pickers.append(ns.a)
     ns.go = gr.Button("Mix", variant="primary")
     with gr.Row():
         ns.img_a = gr.Image(label="A", format="png", interactive=False, elem_classes="pix", height=200)

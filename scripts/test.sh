@@ -12,6 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -r requirements-test.txt
+.venv/bin/python -m pip install --quiet -e .  # the package itself: examples/quickstart.py runs from any folder
 
 # Browser tests drive Debian's chromium through Playwright (never `playwright install`: it downloads a browser).
 if ! command -v chromium >/dev/null 2>&1; then

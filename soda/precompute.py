@@ -4,9 +4,11 @@
 procedural world renders held-out scenes from the default camera, so no dataset is needed) and stored as
 ``assets.safetensors`` + ``assets.json`` in ``<checkpoint>/explorer/`` when that folder is writable, else in
 ``$SODA_CACHE`` (default ``~/.cache/soda``) under the weights' hash. A t-SNE of the map is computed on demand and cached
-beside them (``tsne.safetensors``). Nothing is pickled; a cache whose weights hash differs is recomputed.
+beside them (``tsne.safetensors``). The out-of-distribution detector (soda.ood) is calibrated on further held-out
+images and stored beside them too (``ood.safetensors``); a cache without one (or with one of an older version) gets
+one on first use. Nothing is pickled; a cache whose weights hash differs is recomputed.
 
-    python -m soda.precompute assets/checkpoints/world32 [--n-map 4000] [--force]
+    python -m soda.precompute assets/checkpoints/world32 [--n-map 4000] [--n-calib 512] [--force]
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import numpy as np
 import torch
 
 from . import api
+from .ood import FILE_NAME as OOD_NAME
+from .ood import OODDetector
 
 ASSETS_VERSION = 1
 ASSETS_NAME = "assets.safetensors"
@@ -61,6 +65,7 @@ class ExplorerAssets:
     meta: dict = field(default_factory=dict)
     folder: Path | None = None  # where the cache lives (t-SNE goes there too)
     fingerprint: str = ""  # weights hash of the checkpoint the assets belong to
+    ood: OODDetector | None = None  # the calibrated out-of-distribution detector (soda.ood)
 
     def pca(self, z: torch.Tensor) -> torch.Tensor:
         """(B, z_dim) -> (B, 2) coordinates on the map's first two principal axes."""
@@ -138,7 +143,7 @@ def _held_out(model, n: int, seed: int) -> dict:
         return {
             "images": images,
             "factors": factors,
-            "captions": [world.describe(f) for f in factors],
+            "captions": [world.caption(f) for f in factors],
             "camera": cam if model.uses_cameras else None,
             "names": list(world.FACTOR_NAMES),
             "classes": {"shape": dict(enumerate(world.SHAPE_NAMES))},
@@ -396,6 +401,8 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
             if getattr(assets, k) is not None:
                 tensors[k] = getattr(assets, k).long().contiguous()
         save_file(tensors, str(tmp / ASSETS_NAME))
+        if assets.ood is not None:
+            assets.ood.save(tmp / OOD_NAME, fingerprint)
         meta = {
             "format": "soda-explorer",
             "version": ASSETS_VERSION,
@@ -466,6 +473,7 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
         meta={k: v for k, v in meta.items() if k not in keys},
         folder=folder,
         fingerprint=str(meta["fingerprint"]),
+        ood=OODDetector.load(folder / OOD_NAME, str(meta["fingerprint"])),
     )
 
 
@@ -476,8 +484,10 @@ def load_or_compute(
     n_components: int = 3,
     force: bool = False,
     progress: Progress | None = None,
+    n_calib: int | None = None,
 ) -> ExplorerAssets:
-    """The cached assets of ``model``'s checkpoint, computing and storing them on first use."""
+    """The cached assets of ``model``'s checkpoint, computing and storing them on first use (the OOD detector is
+    calibrated on ``n_calib`` held-out images, default min(512, n_map), when the cache has none)."""
     ckpt = getattr(model, "checkpoint_dir", None)
     fp = weights_fingerprint(ckpt) if ckpt is not None else "unsaved"
     dirs = candidate_dirs(ckpt, fp) if ckpt is not None else []
@@ -485,9 +495,18 @@ def load_or_compute(
         for d in dirs:
             got = load_assets(d, fp)
             if got is not None:
+                if got.ood is None:  # a cache from before the detector, or of an older detector: add one
+                    got.ood = calibrate_ood(model, got, n_calib, progress)
+                    if _writable(d):
+                        try:
+                            got.ood.save(d / OOD_NAME, fp)
+                        except OSError:
+                            pass
                 return got
-    assets = compute_assets(model, n_examples, n_map, n_components, progress=progress)
+    say = progress or (lambda f, s: None)
+    assets = compute_assets(model, n_examples, n_map, n_components, progress=lambda f, s: say(0.75 * f, s))
     assets.fingerprint = fp
+    assets.ood = calibrate_ood(model, assets, n_calib, lambda f, s: say(0.75 + 0.25 * f, s))
     for d in dirs:
         if _writable(d):
             try:
@@ -498,6 +517,38 @@ def load_or_compute(
     if progress:
         progress(1.0, "done")
     return assets
+
+
+def _image_keys(images: torch.Tensor) -> list[bytes]:
+    return [hashlib.sha1(api.to_uint8(images[i : i + 1]).tobytes()).digest() for i in range(images.shape[0])]
+
+
+def calibrate_ood(model, assets: ExplorerAssets, n_calib: int | None = None, progress: Progress | None = None):
+    """Calibrate soda.ood's detector for ``model``: its latent and pixel statistics are fitted on the map's images
+    (rendered again from the assets' seed), its threshold on ``n_calib`` other held-out images (any image that is
+    also in the fit set is dropped; when too few remain, the pooled images are split in two)."""
+    from . import ood
+
+    say = progress or (lambda f, s: None)
+    seed = int(assets.meta.get("seed", 0))
+    n_fit = int(assets.meta.get("n_map", assets.map_latents.shape[0]))
+    n_calib = int(n_calib or min(512, n_fit))
+    say(0.0, "out-of-distribution detector: reading held-out images")
+    fit = _held_out(model, n_fit, seed + 1)["images"]
+    cal = _held_out(model, n_calib, seed + 2)["images"]
+    seen = set(_image_keys(fit))
+    cal = cal[[i for i, k in enumerate(_image_keys(cal)) if k not in seen]]
+    if cal.shape[0] < min(n_calib, 48):  # a small data set: split what there is
+        pool, first = torch.cat([fit, cal]), {}
+        for i, k in enumerate(_image_keys(pool)):
+            first.setdefault(k, i)
+        pool = pool[sorted(first.values())]
+        cut = max(1, (2 * pool.shape[0]) // 3)
+        fit, cal = pool[:cut], pool[cut:]
+    fit_z = api.encode(model, fit)
+    det = ood.calibrate(model, fit, fit_z, cal, progress=lambda f, msg: say(f, msg))
+    det.meta["held_out"] = bool(assets.meta.get("held_out", True))
+    return det
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -558,6 +609,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("checkpoint", help="checkpoint folder or hub id")
     p.add_argument("--n-map", type=int, default=4000, help="held-out latents in the map (default 4000)")
     p.add_argument("--n-examples", type=int, default=16)
+    p.add_argument(
+        "--n-calib", type=int, default=None, help="held-out images that calibrate the OOD detector (min(512, n-map))"
+    )
     p.add_argument("--tsne", action="store_true", help="also compute the t-SNE map")
     p.add_argument("--force", action="store_true", help="recompute even when a cache exists")
     p.add_argument(
@@ -581,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
             last[0] = pct
             print(f"[{pct:3d}%] {msg}", file=sys.stderr)
 
-    assets = load_or_compute(model, a.n_examples, a.n_map, force=a.force, progress=report)
+    assets = load_or_compute(model, a.n_examples, a.n_map, force=a.force, progress=report, n_calib=a.n_calib)
     if not a.no_measure:
         from .sliders import ensure_measured
 

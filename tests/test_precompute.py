@@ -32,7 +32,7 @@ def test_compute_store_and_reload(ckpt, cache):
     a = precompute.load_or_compute(model, n_examples=6, n_map=48, force=True, progress=lambda f, s: seen.append(f))
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
     assert a.folder == ckpt / "explorer"
-    assert sorted(p.name for p in a.folder.iterdir()) == ["assets.json", "assets.safetensors"]  # nothing pickled
+    assert sorted(p.name for p in a.folder.iterdir()) == ["assets.json", "assets.safetensors", "ood.safetensors"]
     assert a.examples.shape == (6, 16, 16, 3) and a.examples.dtype.name == "uint8"
     assert a.example_latents.shape == (6, model.z_dim) and len(a.example_captions) == 6
     assert a.map_latents.shape == (48, model.z_dim) and a.map_factors.shape == (48, 6)

@@ -219,3 +219,9 @@ def test_candidate_culling_never_changes_the_image(monkeypatch):
     unbounded = (torch.full((48, 2), -math.inf), torch.full((48, 2), math.inf))
     monkeypatch.setattr(world, "_pixel_rect", lambda points, K, c2w: unbounded)
     assert torch.equal(world.render(f, K, c2w, 24), culled)
+
+
+def test_caption_uses_plain_words():
+    row = torch.tensor([7, 3, 0, 7, 2, 14])  # floor hue 0.7, wall hue 0.3, object hue 0, sphere
+    assert world.caption(row) == "red sphere, blue floor, lime wall"
+    assert len(world.HUE_NAMES) == len(world.HUES) and len(set(world.HUE_NAMES)) == len(world.HUE_NAMES)

@@ -42,7 +42,8 @@ def instructions(reason: str) -> str:
     return (
         f"CLIP weights are not available: {reason}.\n"
         "Give an open_clip checkpoint in one of three places (first match wins):\n"
-        f"  1. a --clip flag, e.g.  python -m soda.clip validate --checkpoint CKPT --clip {EXAMPLE} --out DIR\n"
+        f"  1. a --clip flag, e.g.  python app.py --clip {EXAMPLE}\n"
+        "     (the same flag works for python -m soda.clip validate ... and python -m soda.eval ...)\n"
         f"  2. the {ENV_VAR} environment variable, e.g.  export {ENV_VAR}={EXAMPLE}\n"
         f"  3. the checkpoint's model card: a line `{CARD_KEY}: {EXAMPLE}` in the YAML front matter of its README.md\n"
         "     (relative paths are resolved against the checkpoint folder).\n"

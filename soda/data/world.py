@@ -81,6 +81,15 @@ def describe(factors_row) -> str:
     return f"F{f[0]} W{f[1]} O{f[2]} s{SCALES[f[3]]:.2f} {SHAPE_NAMES[f[4]]} {ORIENTATIONS_DEG[f[5]]:+.0f}deg"
 
 
+HUE_NAMES = ("red", "orange", "yellow", "lime", "green", "cyan", "sky blue", "blue", "purple", "pink")  # HUES
+
+
+def caption(factors_row) -> str:
+    """One scene's (6,) factors -> words a person would use, e.g. 'red sphere, blue floor, lime wall'."""
+    f = [int(v) for v in factors_row]
+    return f"{HUE_NAMES[f[2]]} {SHAPE_NAMES[f[4]]}, {HUE_NAMES[f[0]]} floor, {HUE_NAMES[f[1]]} wall"
+
+
 def ravel_factors(factors: torch.Tensor) -> torch.Tensor:
     """(n,6) long -> (n,) long flat index in [0, 480000), row-major over FACTOR_SIZES (Shapes3D order)."""
     flat = torch.zeros(factors.shape[0], dtype=torch.long, device=factors.device)
