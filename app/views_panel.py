@@ -121,7 +121,7 @@ def build_views(ctx: Ctx) -> SimpleNamespace:
                 )
             with gr.Row():
                 ns.orbit_go = gr.Button("Orbit GIF", variant="primary")
-                ns.orbit_cancel = gr.Button("Cancel", variant="stop")
+                ns.orbit_cancel = gr.Button("Cancel", interactive=False, elem_id="orbit-cancel")  # while it runs
             ns.orbit_status = gr.Markdown("", label="Orbit status")
             ns.orbit_gif = gr.Image(label="Orbit", interactive=False, elem_classes="pix", height=240, type="filepath")
     return ns
@@ -181,6 +181,10 @@ def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace
             else:
                 yield gif, f"done: {total} frames"
 
+    # "Cancel" is enabled only while an orbit runs (the enabling listener is registered first: the page runs one
+    # click's listeners in order, each to its end)
+    toggle = {"concurrency_limit": None, "show_progress": "hidden", **PRIVATE}
+    nv.orbit_go.click(lambda: gr.Button(interactive=True), None, nv.orbit_cancel, **toggle)
     ev = nv.orbit_go.click(
         orbit,
         [st, nv.orbit_n, nv.el, nv.r, nv.orbit_steps, seed_in],
@@ -188,4 +192,11 @@ def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace
         api_name="orbit",
         **HEAVY,
     )
-    nv.orbit_cancel.click(lambda: "cancelled", None, nv.orbit_status, cancels=[ev], **PRIVATE)
+    ev.then(lambda: gr.Button(interactive=False), None, nv.orbit_cancel, **toggle)
+    nv.orbit_cancel.click(
+        lambda: ("cancelled", gr.Button(interactive=False)),
+        None,
+        [nv.orbit_status, nv.orbit_cancel],
+        cancels=[ev],
+        **toggle,
+    )

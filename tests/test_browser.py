@@ -237,6 +237,14 @@ def test_cancel_refine_is_enabled_only_while_a_refine_runs(page, app):
     assert app[1].calls["refine"] == before + 1
     steps.fill("40")
     steps.press("Enter")
+    page.get_by_role("tab", name="Novel views").click()  # the orbit's Cancel behaves the same
+    orbit_cancel = page.locator("#orbit-cancel")
+    assert orbit_cancel.is_disabled() and "stop" not in (orbit_cancel.get_attribute("class") or "").split()
+    page.get_by_role("button", name="Orbit GIF").click()
+    page.wait_for_function("!document.querySelector('#orbit-cancel').disabled", timeout=30_000)
+    orbit_cancel.click()
+    page.wait_for_function("document.querySelector('#orbit-cancel').disabled", timeout=30_000)
+    page.get_by_role("tab", name="Explore / edit").click()
 
 
 def test_interpolate_and_mix_start_from_the_editors_image(page):
