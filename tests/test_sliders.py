@@ -114,6 +114,7 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
     for label, method in eff["chosen"].items():
         table = eff["selection"][label]
         scores = {m: SL._score(r["effect"], r["preservation"]) for m, r in table.items()}
+        scores[SL.SHIPPED] = (scores[SL.SHIPPED][0] + SL.CHOICE_MARGIN, scores[SL.SHIPPED][1])
         assert scores[method] == max(scores.values())
     n_pc = int((assets.section_dirs.norm(dim=-1) > 0).sum())
     assert len(eff["sections"]) == n_pc
