@@ -317,18 +317,8 @@ def test_click_the_latent_map(page, app):
         f"""(() => {{ const d = document.querySelector('#map .soda-map'), L = d._fullLayout;
         return [L.xaxis.p2d({cx} - {drag["x"]}), L.yaxis.p2d({cy} - {drag["y"]})]; }})()"""
     )
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-
     page.mouse.click(cx, cy)
-    try:
-        page.wait_for_function(
-            "document.querySelector('#info').textContent.includes('moved on the map')", timeout=30_000
-        )
-    except PlaywrightTimeout:
-        # Known bug, issue 11 ("the first click on empty space was silently ignored once"): with the 352k-image
-        # checkpoint this click is ignored when the whole browser file runs (it passes alone). The point click
-        # above is still checked; remove this once issue 11 finds the cause.
-        pytest.xfail("click on empty map space ignored (issue 11, known intermittent bug)")
+    page.wait_for_function("document.querySelector('#info').textContent.includes('moved on the map')", timeout=30_000)
     page.wait_for_function(
         f"""(() => {{ const d = document.querySelector('#map .soda-map').data;
         return d.length === 2 && Math.abs(d[1].x[0] - {target[0]}) < 1e-3 * (1 + Math.abs({target[0]})); }})()""",
