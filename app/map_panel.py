@@ -18,15 +18,31 @@ from .common import HEAVY, PRIVATE, Ctx, guard, marker_update, status_text
 
 MAP_TEMPLATE = "<div class='soda-map' style='width:100%;height:480px'></div>"
 
-# `element`, `props`, `trigger` and `watch` are provided by gr.HTML. A click is classified from its own position:
-# the points of trace 0 under the cursor (the last drawn is on top) or, failing that, the nearest within HIT_PX;
-# else it is a click on empty space. Plotly's own plotly_click is not used: it reports the point of the last
-# *hover*, which a quick move-and-click outruns (the click then loads the point the mouse came from, or a click on
-# a point counts as empty space).
+# `element`, `props`, `trigger` and `watch` are provided by gr.HTML. A click is a press and release of the left button
+# at (nearly) one place inside the plot area, seen by listeners of our own: plotly's click event names the point of
+# the last *hover* (a quick move-and-click outruns it), and the click plotly dispatches itself goes to the element
+# pressed, which a redraw (the star moving after the previous click) may have replaced. A click is classified where it
+# lands: the points of trace 0 under it (the last drawn is on top), else the nearest within HIT_PX, else empty space.
 MAP_JS = r"""
 const div = element.querySelector('.soda-map');
-const HIT_PX = 7, DOT_PX = 3.5;
-let parsedFrom = null, fig = null, last = null;
+const HIT_PX = 7, DOT_PX = 3.5, SLOP_PX = 4;
+let parsedFrom = null, fig = null, down = null;
+const classify = (cx, cy) => {
+  const drag = div.querySelector('.nsewdrag');
+  if (!drag || !fig) return;
+  const r = drag.getBoundingClientRect();
+  if (cx < r.left || cx > r.right || cy < r.top || cy > r.bottom) return;
+  const L = div._fullLayout, px = cx - r.left, py = cy - r.top, t = fig.data[0];
+  let top = -1, near = -1, nearD = HIT_PX * HIT_PX;
+  for (let i = 0; i < t.x.length; i++) {
+    const dx = L.xaxis.d2p(t.x[i]) - px, dy = L.yaxis.d2p(t.y[i]) - py, d = dx * dx + dy * dy;
+    if (d <= DOT_PX * DOT_PX) top = i;
+    if (d < nearD) { nearD = d; near = i; }
+  }
+  const i = top >= 0 ? top : near;
+  if (i >= 0) trigger('map_click', {kind: 'point', index: i, x: t.x[i], y: t.y[i]});
+  else trigger('map_click', {kind: 'empty', index: -1, x: L.xaxis.p2d(px), y: L.yaxis.p2d(py)});
+};
 const draw = () => {
   if (!window.Plotly || !props.value) return;
   if (parsedFrom !== props.value) { fig = JSON.parse(props.value); parsedFrom = props.value; }
@@ -38,25 +54,12 @@ const draw = () => {
   Plotly.react(div, data, fig.layout, {displayModeBar: false, responsive: true});
   if (!div._sodaBound) {
     div._sodaBound = true;
-    div.addEventListener('click', ev => {
-      const drag = div.querySelector('.nsewdrag');
-      if (!drag || !fig) return;
-      const r = drag.getBoundingClientRect();
-      if (ev.clientX < r.left || ev.clientX > r.right || ev.clientY < r.top || ev.clientY > r.bottom) return;
-      const now = performance.now();  // one click may arrive twice (the browser's and plotly's own)
-      if (last && last.x === ev.clientX && last.y === ev.clientY && now - last.t < 150) return;
-      last = {x: ev.clientX, y: ev.clientY, t: now};
-      const L = div._fullLayout, px = ev.clientX - r.left, py = ev.clientY - r.top, t = fig.data[0];
-      let top = -1, near = -1, nearD = HIT_PX * HIT_PX;
-      for (let i = 0; i < t.x.length; i++) {
-        const dx = L.xaxis.d2p(t.x[i]) - px, dy = L.yaxis.d2p(t.y[i]) - py, d = dx * dx + dy * dy;
-        if (d <= DOT_PX * DOT_PX) top = i;
-        if (d < nearD) { nearD = d; near = i; }
-      }
-      const i = top >= 0 ? top : near;
-      if (i >= 0) trigger('map_click', {kind: 'point', index: i, x: t.x[i], y: t.y[i]});
-      else trigger('map_click', {kind: 'empty', index: -1, x: L.xaxis.p2d(px), y: L.yaxis.p2d(py)});
-    });
+    div.addEventListener('mousedown', ev => { down = ev.button === 0 ? [ev.clientX, ev.clientY] : null; }, true);
+    document.addEventListener('mouseup', ev => {
+      const d = down;
+      down = null;
+      if (d && ev.button === 0 && Math.hypot(ev.clientX - d[0], ev.clientY - d[1]) <= SLOP_PX) classify(d[0], d[1]);
+    }, true);
     new ResizeObserver(() => { if (div.offsetWidth) Plotly.Plots.resize(div); }).observe(div);
   }
 };

@@ -330,8 +330,8 @@ def test_click_the_latent_map(page, app):
 
 def test_a_click_on_empty_space_right_after_a_point_click_counts(page, app):
     """A click on empty space made while the previous click on a point is still being processed moves *that* point's
-    latent (it was lost: gradio replayed the earlier click's data for a deferred event, and plotly's click reported
-    the point of the last hover)."""
+    latent (it was lost: gradio replayed the earlier click's data for a deferred event, plotly's click reported the
+    point of the last hover, and plotly's own click event went to an element the redraw had replaced)."""
     page.get_by_role("tab", name="Latent map").click()
     page.wait_for_selector("#map .soda-map .nsewdrag", timeout=30_000)
     for k in range(3):
