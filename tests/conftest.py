@@ -85,3 +85,20 @@ def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", connect)
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return attempts
+
+
+def tiny_folder_cfg(data, *more):
+    """The `tiny` preset on an image folder (no cameras, augmentation views); ``more``: further overrides."""
+    from soda.config import SODAConfig
+
+    return SODAConfig.from_yaml(
+        "tiny",
+        [
+            f"--data.path={data}",
+            "--data.dataset=folder",
+            "--data.mode=augment",
+            "--model.encoder.use_rays=false",
+            "--model.unet.use_rays=false",
+            *more,
+        ],
+    )

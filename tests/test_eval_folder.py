@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_folder_cfg
 from PIL import Image
 
-from soda.config import SODAConfig
 from soda.data.formats.folder import ImageFolder
 from soda.eval.folder import probe_targets, run_folder, untrained_like
 from soda.eval.runner import EvalSizes
@@ -30,16 +30,7 @@ def _grey_checkpoint(tmp_path, n: int = 40):
         Image.fromarray(np.full((10, 10, 3), v, np.uint8)).save(data / f"g{i:02d}.png")
         rows.append(f"g{i:02d}.png,{'abcd'[level]},{'test' if i % 5 == 0 else 'train'}")
     (data / "labels.csv").write_text("\n".join(rows) + "\n")
-    cfg = SODAConfig.from_yaml(
-        "tiny",
-        [
-            f"--data.path={data}",
-            "--data.dataset=folder",
-            "--data.mode=augment",
-            "--model.encoder.use_rays=false",
-            "--model.unet.use_rays=false",
-        ],
-    )
+    cfg = tiny_folder_cfg(data)
     torch.manual_seed(0)
     SODA(cfg.model).save_pretrained(tmp_path / "ckpt", full_config=cfg)
     return data, tmp_path / "ckpt"

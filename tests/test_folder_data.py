@@ -10,6 +10,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_folder_cfg
 from PIL import Image
 
 from soda.config import SODAConfig
@@ -33,18 +34,7 @@ def _colour_folder(root, n: int, sub: str = "") -> dict[str, int]:
 
 
 def _folder_cfg(tmp_path, data, *more) -> SODAConfig:
-    return SODAConfig.from_yaml(
-        "tiny",
-        [
-            f"--data.path={data}",
-            "--data.dataset=folder",
-            "--data.mode=augment",
-            "--model.encoder.use_rays=false",
-            "--model.unet.use_rays=false",
-            f"--train.out_dir={tmp_path / 'run'}",
-            *more,
-        ],
-    )
+    return tiny_folder_cfg(data, f"--train.out_dir={tmp_path / 'run'}", *more)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import stat
 
 import pytest
 import torch
+from conftest import tiny_folder_cfg
 
 from soda import api, precompute
 
@@ -153,7 +154,6 @@ def test_a_folder_checkpoint_without_cameras(tmp_path, cache):
     from PIL import Image
 
     from app.explorer import Explorer, ExplorerError
-    from soda.config import SODAConfig
     from soda.model import SODA
 
     data = tmp_path / "images"
@@ -168,16 +168,7 @@ def test_a_folder_checkpoint_without_cameras(tmp_path, cache):
             held.add(f"{i:02d}.png")
         rows.append(f"{i:02d}.png,{int(v > 130)},{['cat', 'dog', 'emu', 'fox'][i % 4]},{split}")
     (data / "labels.csv").write_text("\n".join(rows) + "\n")
-    cfg = SODAConfig.from_yaml(
-        "tiny",
-        [
-            f"--data.path={data}",
-            "--data.dataset=folder",
-            "--data.mode=augment",
-            "--model.encoder.use_rays=false",
-            "--model.unet.use_rays=false",
-        ],
-    )
+    cfg = tiny_folder_cfg(data)
     SODA(cfg.model).save_pretrained(tmp_path / "ckpt", full_config=cfg)
     ex = Explorer(str(tmp_path / "ckpt"), n_map=40, n_examples=4)
     m = ex.get()
