@@ -13,6 +13,13 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
 @pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh explorer-asset cache (SODA_CACHE) in the test's temp dir -> its path."""
+    monkeypatch.setenv("SODA_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
 def tiny_cfg(tmp_path):
     """The `tiny` preset with its run folder in a temp dir."""
     from soda.config import SODAConfig

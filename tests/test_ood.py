@@ -114,11 +114,6 @@ def ckpt(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ood") / "tiny")
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SODA_CACHE", str(tmp_path / "cache"))
-
-
 def test_precompute_calibrates_and_stores_a_detector_that_flags_non_scenes(ckpt, cache):
     model = api.load_model(str(ckpt))
     a = precompute.load_or_compute(model, n_examples=4, n_map=96, force=True)

@@ -21,12 +21,6 @@ def ckpt(tmp_path_factory):
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
 
-@pytest.fixture
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("SODA_CACHE", str(tmp_path / "cache"))
-    return tmp_path / "cache"
-
-
 def test_compute_store_and_reload(ckpt, cache):
     model = api.load_model(str(ckpt))
     seen = []
