@@ -8,9 +8,10 @@ forward + v-prediction loss + backward + AdamW, batch from the preset's stream. 
 so that other load on the machine falls on all alike; the figure is the median. Prints img/s, the ratio against fp32
 channels_last, and what ``train.amp=auto`` chooses on this machine (``soda.train.resolve_amp``).
 
-Measured (2026-12-01, idle-ish 2-core AMD EPYC with AVX512-BF16, no AMX): fp32 NCHW 86.5, fp32 channels_last 105.2,
-bf16 autocast 113.0 img/s (x1.07), so auto stays fp32 there. On an Intel Xeon with AMX-BF16 another session measured
-84 fp32 / 97 bf16 / 78 compiled.
+Measured (2026-12-01, idle-ish 2-core AMD EPYC with AVX512-BF16, no AMX, by the same round-robin procedure in a
+one-off script before this file existed: 6 timed rounds, t uniform): fp32 NCHW 86.5, fp32 channels_last 105.2, bf16
+autocast 113.0 img/s (x1.07), so auto stays fp32 there. The Intel Xeon figures with AMX-BF16 (84 fp32 / 97 bf16 / 78
+compiled) are an earlier session's, quoted from the checkpoint issue, not rerun here.
 """
 
 from __future__ import annotations
