@@ -21,6 +21,8 @@ declare -A RUNS=(
   [no-low-snr]="--model.diffusion.t_sampling=uniform"
   [no-z-lr]="--train.z_lr_mult=1"
   [mask-on]="--train.mask_warmup=0 --train.mask_ramp=0"
+  # the recipe under bf16 autocast (does it match fp32 held-out curves?)
+  [bf16]="--train.amp=bf16"
   [no-sections]="--model.latent.n_sections=1"
   [cosine]="--model.diffusion.schedule=cosine"
   [beta-vae]="--model.kind=vae --model.beta=4"
