@@ -85,23 +85,38 @@ def held_out_scenes(n: int, res: int, seed: int = 0, n_fourier: int = 0) -> dict
     return d
 
 
+def held_out_files(cfg, n: int) -> dict:
+    """The first n held-out files of an image-folder config (its test split; training never reads them), source =
+    target, no cameras and no object masks: {'images' (n,3,H,W) in [-1,1], 'rays': None, 'mask': None}."""
+    from ..data.streams import image_source
+
+    src = image_source(cfg, "test")
+    n = min(n, len(src))
+    if n < 2:
+        raise ValueError(f"the folder's held-out split has {len(src)} file(s); the z-use gap needs at least 2")
+    items = [src[i] for i in range(n)]
+    images = torch.stack([it["image"] if isinstance(it, dict) else it for it in items])
+    return {"images": images, "rays": None, "mask": None}
+
+
 @torch.no_grad()
 def scene_metrics(model, scenes: dict, steps: int = 20, seed: int = 0, sampler: str = "ddim") -> dict:
     """Reconstruction PSNR on all and on object pixels (decoded with ``steps`` sampler steps, source camera = target
-    camera) and the z-use gap, for a SODA model on ``held_out_scenes``. -> flat dict of floats (dB)."""
+    camera) and the z-use gap, for a SODA model on ``held_out_scenes`` (or ``held_out_files``: no object mask, so no
+    object entries). -> flat dict of floats (dB)."""
     from .. import api
 
     dev = next(model.parameters()).device
     images = scenes["images"].to(dev)
     rays = scenes["rays"].to(dev) if model.uses_cameras else None
-    mask = scenes["mask"].to(dev)
+    mask = scenes["mask"].to(dev) if scenes.get("mask") is not None else None
     z = model.encode(images, rays)
     rec = api.decode(model, z, rays=rays, steps=steps, seed=seed, sampler=sampler).to(dev)
-    out = {
-        "recon_psnr": float(masked_psnr(rec, images).mean()),
-        "recon_psnr_object": float(masked_psnr(rec, images, mask).nanmean()),
-    }
+    out = {"recon_psnr": float(masked_psnr(rec, images).mean())}
+    if mask is not None:
+        out["recon_psnr_object"] = float(masked_psnr(rec, images, mask).nanmean())
     for where, r in z_use_gap(model, images, rays, mask, seed=seed).items():
         out[f"zgap_{where}"] = r["gap"]
-        out[f"zgap_{where}_object"] = r["gap_object"]
+        if mask is not None:
+            out[f"zgap_{where}_object"] = r["gap_object"]
     return out
