@@ -1,21 +1,35 @@
-"""The latent map: figure of the held-out latents (PCA or cached t-SNE), the current latent's marker, clicks."""
+"""The latent map: figure of the held-out latents (PCA or cached t-SNE), the current latent's marker, clicks.
+
+``LatentMap`` needs the checkpoints (``get``), the renderer (edits -> latent) and the editor (a click loads a latent
+into it) and counts its work in the shared call counter."""
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 
 import numpy as np
 import torch
 
 from soda import precompute
 
+from .explorer_checkpoints import CheckpointStore
+from .explorer_edit import Editor
+from .explorer_render import Renderer
 from .loaded import ExplorerError, Loaded, Progress, factors_text
 
 
-class MapMixin:
-    """Part of ``Explorer`` (uses its get / current / latent / _start)."""
+class LatentMap:
+    """The map figure per checkpoint, view and colouring (cached on the ``Loaded``), markers and clicks."""
+
+    def __init__(self, checkpoints: CheckpointStore, renderer: Renderer, editor: Editor, calls: Counter):
+        self.checkpoints = checkpoints
+        self.renderer = renderer
+        self.editor = editor
+        self.calls = calls
 
     def map_coords(self, m: Loaded, view: str, progress: Progress | None = None) -> torch.Tensor:
+        """The map's 2-D coordinates (n_map, 2): the PCA projection, or the t-SNE embedding (computed once)."""
         if view == "t-SNE":
             with m.lock:
                 if m.tsne is None:
@@ -27,7 +41,7 @@ class MapMixin:
 
     def map_figure(self, key: str, view: str, color_by: str, progress: Progress | None = None) -> dict:
         """Plotly figure (as a dict) of the map latents, coloured by a factor; trace 0 holds the points."""
-        m = self.get(key)
+        m = self.checkpoints.get(key)
         fk = (view, color_by)
         if fk in m.figures:
             return m.figures[fk]
@@ -83,9 +97,9 @@ class MapMixin:
         (None before anything is loaded)."""
         if not state or state.get("z0") is None:
             return None
-        m = self.get(state["ckpt"])
-        edits = self.edits_from(m, values) if values is not None else state["edits"]
-        z = self.latent(m, state["z0"], edits)
+        m = self.checkpoints.get(state["ckpt"])
+        edits = self.renderer.edits_from(m, values) if values is not None else state["edits"]
+        z = self.renderer.latent(m, state["z0"], edits)
         if view == "t-SNE":
             if m.tsne is None:
                 return None
@@ -100,14 +114,14 @@ class MapMixin:
     def map_click(self, state: dict, view: str, kind: str, index, x, y, seed, quality: str) -> dict:
         """A click on the map: a point loads that latent; empty space moves the current latent there (PCA) or
         loads the nearest point (t-SNE, which has no inverse)."""
-        m = self.get(state["ckpt"])
+        m = self.checkpoints.get(state["ckpt"])
         self.calls["map_click"] += 1
         n = m.assets.map_latents.shape[0]
         if kind == "point":
             if index is None or not 0 <= int(index) < n:
                 raise ExplorerError(f"map point index must be in 0..{n - 1}")
             i = int(index)
-            return self._start(
+            return self.editor.start(
                 state, m, m.assets.map_latents[i : i + 1], f"map point {i}{factors_text(m, i)}", None, seed, quality
             )
         if x is None or y is None or not (math.isfinite(float(x)) and math.isfinite(float(y))):
@@ -115,10 +129,10 @@ class MapMixin:
         if view == "t-SNE":
             d = (self.map_coords(m, view) - torch.tensor([float(x), float(y)])).norm(dim=1)
             i = int(d.argmin())
-            return self._start(
+            return self.editor.start(
                 state, m, m.assets.map_latents[i : i + 1], f"map point {i}{factors_text(m, i)}", None, seed, quality
             )
-        _, z = self.current(state)
+        _, z = self.editor.current(state)
         delta = (torch.tensor([float(x), float(y)]) - m.assets.pca(z)[0]) @ m.assets.pca_axes[:2]  # (z_dim,)
         z0 = (torch.tensor(state["z0"], dtype=torch.float32) + delta).tolist()
         new = {

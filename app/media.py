@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from soda import atomic
+
 _OUT: Path | None = None
 KEEP_SECONDS = 3600
 
@@ -129,15 +131,7 @@ def make_gradio_image_cache_atomic() -> None:
                 return str(path)
         except OSError:
             pass
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic.write_bytes(path, data)  # a temp file renamed into place, world-readable
         return str(path)
 
     save_pil_to_cache._atomic = True

@@ -171,3 +171,24 @@ def test_an_upload_unlike_the_data_is_flagged_in_plain_words(server):
     assert state["ood"]["flagged"] == expected.flagged and abs(state["ood"]["score"] - expected.score) < 1e-3
     assert bool(notes) == expected.flagged
     assert "default camera" in camera_note(m)
+
+
+def test_every_explorer_name_the_app_uses_exists():
+    """The panels, recipes, app.py and the tests call the explorer by name (``ex.preview``, ``ex._loaded``); each
+    name is one of its services' attributes (app/explorer.py), so a name left out would only fail when that button
+    is pressed. Every ``ex.NAME`` read in app/, app.py and tests/ must exist on an explorer (nothing is loaded)."""
+    import ast
+    from pathlib import Path
+
+    from app.explorer import Explorer
+
+    root = Path(__file__).resolve().parents[1]
+    used: dict[str, str] = {}
+    for path in [root / "app.py", *sorted((root / "app").glob("*.py")), *sorted((root / "tests").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "ex":
+                used.setdefault(node.attr, path.name)
+    ex = Explorer("no-such-checkpoint")
+    missing = {name: where for name, where in used.items() if not hasattr(ex, name)}
+    assert not missing, f"names used on the explorer that it lacks: {missing}"
+    assert len(used) > 40  # the scan found the panels' calls
