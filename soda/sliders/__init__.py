@@ -45,6 +45,7 @@ from .choose import CANDIDATES, CHOICE_MARGIN, choose_directions
 from .choose import _score as _score  # the choice's ranking, for tests
 from .decoder import (
     differentiable_decoder,
+    frozen,
     project_out,
     projected_directions,
     refine_direction,
@@ -80,6 +81,7 @@ __all__ = [
     "differentiable_decoder",
     "ensure_measured",
     "fit_directions",
+    "frozen",
     "logistic_direction",
     "mean_direction",
     "measure_for_assets",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -19,6 +20,21 @@ Progress = Callable[[float, str], None]
 # ------------------------------------------------------------------------------------------------------------
 # Refinement through the decoder
 # ------------------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def frozen(*modules: torch.nn.Module):
+    """No parameter gradients inside (only the latent or direction is optimised): backward passes skip the weights'
+    gradients, which are most of their cost; the previous flags come back after."""
+    params = [p for m in modules for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, f in zip(params, flags, strict=True):
+            p.requires_grad_(f)
 
 
 def differentiable_decoder(model, steps: int = 4, seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -56,12 +72,10 @@ def score_gradients(
     log-probability) the gradient with respect to z at every latent of Z_ref (B, D), each made unit length, then
     averaged -> (S, D) and the factor of each score."""
     counts = [int(c) for c in _class_counts()]
-    for p in clf.net.parameters():
-        p.requires_grad_(False)
     clf.net.eval()
     decode = differentiable_decoder(model, decode_steps, seed)
     z = Z_ref.detach().float().clone().requires_grad_(True)
-    with torch.enable_grad():
+    with frozen(model, clf.net), torch.enable_grad():
         probs = [lp.softmax(-1) for lp in clf.net(decode(z)).split(counts, dim=1)]
         scores, owners = [], []
         for j, name in enumerate(FACTORS):
@@ -116,71 +130,80 @@ def refine_direction(
     d0: torch.Tensor,
     Z_fit: torch.Tensor,
     Z_data: torch.Tensor,
-    steps: int = 20,
-    strength: float = 2.0,
-    decode_steps: int = 4,
+    steps: int = 12,
+    strengths: Sequence[float] = (2.0, 1.0),
+    decode_steps: int = 2,
     lr: float = 0.05,
     keep_weight: float = 1.0,
-    seed: int = 0,
+    seed: int = 1,
     progress: Progress | None = None,
 ) -> torch.Tensor:
-    """Tune a direction (z_dim,) through the decoder: Adam on the unit direction u (the slider is u scaled to one
-    std of ``Z_data`` along it) so that decoding Z_fit + a * slider (a = +-strength, DDIM with ``decode_steps`` and a
-    fixed noise, differentiable) moves the classifiers' reading of the factor towards the slider's end (expected
-    class distance to it, or the named shape's log-probability) while the other factors' class distributions stay
-    as they are in the reconstruction (KL). Returns the tuned direction, one std long."""
+    """Tune a slider direction d0 (z_dim,) through the decoder against the factor classifiers -> the tuned direction
+    (z_dim,), one std of Z_data (N, z_dim) along it.
+
+    Adam on the unit direction u: at each step both signs of one strength a (cycling through ``strengths``, in std)
+    are decoded from Z_fit (B, z_dim) + a * slider differentiably (``decode_steps`` DDIM steps from the fixed noise
+    of ``seed``; 1 is the one-step x0 prediction from pure noise, the image's layout and colours; the default 2
+    also sees part of what the later steps decide, such as the object's orientation: both a fraction of a full
+    decode's cost). The loss is the classifiers' expected class distance of the slider's
+    factor to the end its sign names (for a shape: the named shape's log-probability at +, leaving it at -) plus
+    ``keep_weight`` x the KL divergence of every other factor's class distribution from the reconstruction's
+    (orientation only where the reconstruction shows a cube or a capsule; free for a shape slider). Use a ``seed``
+    other than the one the sliders are measured with, and Z_fit disjoint from the measured scenes."""
+    from ..clip.factors import ORIENTATION_VISIBLE
+
     say = progress or (lambda f, s: None)
     X = Z_data.double() - Z_data.double().mean(0)
     u = (d0.double() / d0.double().norm()).clone().requires_grad_(True)
     opt = torch.optim.Adam([u], lr=lr)
-    clf.net.eval()
-    for p in clf.net.parameters():
-        p.requires_grad_(False)
     counts = [int(c) for c in _class_counts()]
     j = spec.index
-
     decode = differentiable_decoder(model, decode_steps, seed)
+    Z_fit = Z_fit.detach().float()
 
     def log_probs(images: torch.Tensor) -> list[torch.Tensor]:
-        logits = clf.net(images)
-        return [lp.log_softmax(-1) for lp in logits.split(counts, dim=1)]
+        return [lp.log_softmax(-1) for lp in clf.net(images).split(counts, dim=1)]
 
+    def slider(unit: torch.Tensor) -> torch.Tensor:
+        return (unit * (X @ unit).std()).float()
+
+    clf.net.eval()
+    with frozen(model, clf.net):
+        with torch.no_grad():
+            ref = [lp.detach() for lp in log_probs(decode(Z_fit))]
+        visible = torch.isin(ref[FACTORS.index("shape")].argmax(1), torch.tensor(ORIENTATION_VISIBLE)).float()
+        was = ref[j].argmax(1) == spec.plus
+        dist_to = {}
+        if not spec.categorical:
+            cls = torch.arange(counts[j])
+            for end in (spec.plus, spec.minus):
+                dist_to[end] = class_distance(cls, torch.full_like(cls, end), spec.factor).float()
+        for step in range(steps):
+            a = float(strengths[step % len(strengths)])
+            with torch.enable_grad():
+                d = slider(u / u.norm())
+                loss = torch.zeros((), dtype=torch.float32)
+                for sign in (1.0, -1.0):
+                    lp = log_probs(decode(Z_fit + sign * a * d))
+                    if spec.categorical:  # + reaches the named shape where it was another, - leaves it
+                        rows = ~was if sign > 0 else was
+                        if rows.any():
+                            p = lp[j][rows, spec.plus]
+                            loss = loss + (-p if sign > 0 else -torch.log1p(-p.exp().clamp(max=1 - 1e-4))).mean()
+                    else:
+                        loss = loss + (lp[j].exp() * dist_to[spec.plus if sign > 0 else spec.minus]).sum(1).mean()
+                    for g in range(len(FACTORS)):
+                        if g == j or (g == ORIENT and spec.factor == "shape"):
+                            continue
+                        kl = (ref[g].exp() * (ref[g] - lp[g])).sum(1)
+                        w = visible if g == ORIENT else torch.ones_like(kl)
+                        loss = loss + keep_weight * (kl * w).sum() / w.sum().clamp(min=1)
+                opt.zero_grad()
+                loss.backward()
+            opt.step()
+            say((step + 1) / steps, f"refining {spec.label} ({step + 1}/{steps}): loss {float(loss.detach()):.3f}")
     with torch.no_grad():
-        ref = [lp.detach() for lp in log_probs(decode(Z_fit))]
-    dist_to = {}
-    if not spec.categorical:
-        cls = torch.arange(counts[j])
-        for end in (spec.plus, spec.minus):
-            dist_to[end] = class_distance(cls, torch.full_like(cls, end), spec.factor).float()
-    for step in range(steps):
-        with torch.enable_grad():
-            unit = u / u.norm()
-            d = (unit * (X @ unit).std()).float()
-            loss = 0.0
-            for sign in (1.0, -1.0):
-                lp = log_probs(decode(Z_fit + sign * strength * d))
-                if spec.categorical:
-                    p_named = lp[j][:, spec.plus].exp()
-                    was = ref[j].argmax(1) == spec.plus
-                    if sign > 0:
-                        loss = loss - lp[j][:, spec.plus][~was].mean() if (~was).any() else loss
-                    elif was.any():
-                        loss = loss - torch.log1p(-p_named[was].clamp(max=1 - 1e-4)).mean()
-                else:
-                    end = spec.plus if sign > 0 else spec.minus
-                    loss = loss + (lp[j].exp() * dist_to[end]).sum(1).mean()
-                for gi in range(len(FACTORS)):
-                    if gi == j or (gi == ORIENT and spec.factor == "shape"):
-                        continue
-                    kl = (ref[gi].exp() * (ref[gi] - lp[gi])).sum(1).mean()
-                    loss = loss + keep_weight * kl
-            opt.zero_grad()
-            loss.backward()
-        opt.step()
-        say((step + 1) / steps, f"refining {spec.label} ({step + 1}/{steps}): loss {float(loss.detach()):.3f}")
-    with torch.no_grad():
-        unit = u / u.norm()
-        return (unit * (X @ unit).std()).float().detach()
+        return slider(u / u.norm()).detach()
 
 
 def _class_counts():
