@@ -8,7 +8,7 @@ one of these ways (compared by the edit-fidelity metric of ``soda.eval.edits``; 
 - ``logistic``: the explorer's original directions: a logistic regression on all of z (upper vs lower half of an
   ordered factor's values, one class vs the rest for the shape), normal scaled to one std of Z along it.
 - ``sections``: the same regression on the dims of the latent sections that carry the factor (by the DCI importance
-  per section: gradient-boosted trees on z, importance summed within each section), zero elsewhere.
+  per section: random-forest importances on z summed within each section), zero elsewhere.
 - ``mean``: the difference of the class means (towards the + end's classes minus towards the - end's), on the
   carrying sections: the shift that takes the average scene of one side to the other, rather than the boundary's
   normal.
@@ -16,7 +16,9 @@ one of these ways (compared by the edit-fidelity metric of ``soda.eval.edits``; 
 - ``projected``: ``mean_all`` minus its first-order effect on the factors the slider does not promise, measured
   through the decoder (``projected_directions``: InterFaceGAN's conditional editing with decoder-measured attribute
   gradients).
-- ``refined``: a direction tuned through the decoder against the factor classifiers (``refine_direction``).
+- ``refined``: ``mean_all`` tuned through a 1-2 step differentiable decode against the factor classifiers
+  (``refine_direction``). Compared in docs/EDITS.md, it trades effect for preservation without beating the others
+  by the choice's margin, so it is not among ``CANDIDATES``.
 
 ``choose_directions`` measures every candidate method for every slider on decoded held-out scenes and keeps, per
 slider, the direction that does best (the larger of min(effect, preservation), ties by their product): the
@@ -24,7 +26,7 @@ directions shipped by ``python -m soda.precompute``. Without a measurement (the 
 the sliders are the ``SHIPPED`` method's.
 
 All are scaled to one standard deviation of the data along them, so slider amounts mean the same for every method.
-``slider_directions`` gives the shipped method's directions; ``measure_sliders_for_assets`` measures them (and the
+``slider_directions`` gives the shipped method's directions; ``measure_for_assets`` measures them (and the
 section-PC sliders) at precompute time and writes the one-line captions the explorer shows.
 
 The package: ``fit`` (directions from latents alone), ``decoder`` (through the decoder: projected and refined),
