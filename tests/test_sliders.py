@@ -144,3 +144,80 @@ def test_folder_assets_are_not_measured(tmp_path):
         full_config = None
 
     assert SL.ensure_measured(Model(), Assets()) is None
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Refinement through the decoder
+# ------------------------------------------------------------------------------------------------------------
+
+
+BLUE = 0.7 * 2 * np.pi  # the object hue slider's + end on the colour circle
+
+
+class PaintModel(torch.nn.Module):
+    """A 'decoder' with a known answer: its v-prediction at t = 1 (alpha_bar 0: x0 = -v) paints the image's three
+    channels from z: a point on the colour circle (z0, z1) and the scale z2, which also pushes the colour towards
+    blue, 1.5x as strongly as z0, z1 do. The one-step decode of z (decode_steps=1) is that paint everywhere."""
+
+    res, uses_cameras, n_sections = 4, False, 1
+
+    def __init__(self):
+        super().__init__()
+        from types import SimpleNamespace
+
+        self.cfg = SimpleNamespace(diffusion=SimpleNamespace(schedule="inverted_cosine", prediction="v"))
+
+    def sections(self, z):
+        return z[:, None]
+
+    def denoise(self, x, t, zs, rays=None):
+        z = zs[:, 0]
+        push = 1.5 * z[:, 2]
+        paint = torch.stack([z[:, 0] + push * np.cos(BLUE), z[:, 1] + push * np.sin(BLUE), z[:, 2]], 1)
+        return -paint[:, :, None, None].expand(-1, -1, self.res, self.res)
+
+
+class PaintReader(torch.nn.Module):
+    """Factor logits from the painted channels: the object hue from channels 0 and 1 (a point on the colour circle),
+    the scale from channel 2; every other factor uniform."""
+
+    def forward(self, img):
+        from soda.clip.factors import class_counts
+
+        m = img.mean((2, 3))
+        counts = [int(c) for c in class_counts()]
+        ang = torch.arange(10) * 2 * np.pi / 10
+        out = [torch.zeros(img.shape[0], c) for c in counts]
+        out[2] = 8 * (m[:, :1] * ang.cos() + m[:, 1:2] * ang.sin())
+        out[3] = -4 * (torch.arange(4) - 1.5 - 4 * m[:, 2:3]) ** 2
+        return torch.cat(out, 1)
+
+
+def test_refinement_removes_what_a_direction_leaks_into_another_factor():
+    """The start direction turns the hue to blue half through the scale coordinate, which turns it faster but also
+    changes the scale: the hue objective alone keeps that leak (checked with keep_weight=0), the penalty on every
+    other factor's class change removes it."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    ang = torch.rand(n, generator=g) * 2 * np.pi
+    Z = torch.stack([0.4 * ang.cos(), 0.4 * ang.sin(), 0.2 * torch.randn(n, generator=g)], 1)
+    blue = torch.tensor([np.cos(BLUE), np.sin(BLUE), 0.0]).float()
+    d0 = blue + torch.tensor([0.0, 0.0, 1.0])
+    model, clf = PaintModel(), SimpleNamespace(net=PaintReader())
+    spec = E.spec_for_label("object_hue +")
+    u0 = d0 / d0.norm()
+    free = SL.refine_direction(model, clf, spec, d0, Z[:8], Z, steps=40, lr=0.05, keep_weight=0.0, decode_steps=1)
+    assert float(free[2] / free.norm()) > 0.8 * float(u0[2])  # without the penalty the leak stays
+    d = SL.refine_direction(model, clf, spec, d0, Z[:8], Z, steps=40, lr=0.05, decode_steps=1)
+    u = d / d.norm()
+    assert abs(float(u[2])) < 0.2 * float(u0[2])  # with it, the scale leak is gone
+    assert float(u[:2] @ blue[:2]) / float(u[:2].norm()) > 0.9  # and the slider still turns the hue to blue
+    X = Z - Z.mean(0)
+    assert float((X @ u).std()) == pytest.approx(float(d.norm()), rel=1e-3)  # one std long
+    assert all(p.requires_grad for p in model.parameters()) and all(p.requires_grad for p in clf.net.parameters())
+    net = torch.nn.Linear(2, 2)
+    with SL.frozen(net):  # refine_direction freezes the weights while it runs, and gives the flags back
+        assert not any(p.requires_grad for p in net.parameters())
+    assert all(p.requires_grad for p in net.parameters())

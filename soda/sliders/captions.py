@@ -1,0 +1,242 @@
+"""What each slider measurably does: the one-line captions the explorer shows under its sliders, measured on decoded
+held-out scenes at precompute time (``measure_for_assets``) and stored with the explorer assets
+(``ensure_measured``, which first lets the metric choose the named sliders' directions).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..eval.edits import FACTORS, WEAK, SliderSpec
+from .choose import CANDIDATES, choose_directions
+from .fit import SHIPPED
+
+WEAK_EFFECT = WEAK  # a named slider that moves its factor the promised way in fewer edits than this is weak
+Progress = Callable[[float, str], None]
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Captions: what each slider measurably does
+# ------------------------------------------------------------------------------------------------------------
+
+
+def caption(
+    effect: float | None, preservation: float, spec: SliderSpec | None = None, weak: float = WEAK_EFFECT
+) -> str:
+    """One short line: 'object hue to blue (- yellow): moves it in 91%, keeps the rest in 88%' ('weak: ...' below
+    ``weak``)."""
+    what = spec.short() if spec is not None else "the slider"
+    eff = "n/a" if effect is None or (isinstance(effect, float) and math.isnan(effect)) else f"{effect:.0%}"
+    line = f"{what}: moves it in {eff}, keeps the rest in {preservation:.0%}"
+    bad = effect is None or (isinstance(effect, float) and math.isnan(effect)) or effect < weak
+    return ("weak: " if bad else "") + line
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Precompute: measure the shipped sliders and the section-PC sliders once, store captions with the assets
+# ------------------------------------------------------------------------------------------------------------
+
+MEASURE_DEFAULTS = {
+    "n_scenes": 16,  # held-out scenes for the named sliders
+    "pc_scenes": 8,  # held-out scenes for the section-PC sliders (more sliders, a rougher figure)
+    "strengths": (-2.0, -1.0, 1.0, 2.0),
+    "steps": None,  # decoder steps (default: the model's preview steps)
+    "seed": 0,
+    "classifier": {},  # settings for soda.clip.factors.load_or_train_factor_classifiers
+    "candidates": CANDIDATES,  # direction methods measured per slider before the captions (ensure_measured)
+    "select_scenes": 12,  # held-out scenes for that choice (neither the captions' nor soda.eval's)
+    "pc_strengths": (-2.0, 2.0),  # the section-PC sliders' strengths
+}
+
+
+def _named(values) -> dict:
+    return dict(zip(FACTORS, [None if math.isnan(float(x)) else float(x) for x in values], strict=True))
+
+
+PC_WEAK = 0.25  # a section-PC slider whose most-moved factor changes in fewer edits than this is weak
+
+
+def pc_caption(factor: str | None, change: float, preservation: float) -> str:
+    """'moves object hue in 63%, keeps the rest in 80%', or 'weak: ...' when the top factor rarely moves."""
+    if factor is None:
+        return "weak: moves no factor measurably"
+    line = f"moves {factor.replace('_', ' ')} in {change:.0%}, keeps the rest in {preservation:.0%}"
+    return ("weak: " if change < PC_WEAK else "") + line
+
+
+def measure_for_assets(
+    model,
+    named_dirs: torch.Tensor,
+    named_labels: Sequence[str],
+    section_dirs: torch.Tensor,
+    cache=None,
+    progress: Progress | None = None,
+    **sizes,
+) -> dict:
+    """Measure the named sliders (effect / preservation against their promise) and every section-PC slider (which
+    factor it moves most, how often, and how often the rest is kept) on decoded held-out scenes -> the JSON stored
+    as ``slider_effects`` in the explorer assets (captions included). Sizes: MEASURE_DEFAULTS."""
+    from .. import api
+    from ..clip.factors import load_or_train_factor_classifiers
+    from ..data.views import world_eval_set
+    from ..eval.edits import change_rates, comparable, measure_sliders, spec_for_label
+    from ..precompute import cache_root
+
+    opt = {**MEASURE_DEFAULTS, **sizes}
+    say = progress or (lambda f, s: None)
+    steps = opt["steps"] or model.cfg.diffusion.preview_steps
+    strengths = [float(s) for s in opt["strengths"]]
+    store = cache if cache is not None else cache_root() / "factor-classifiers"
+    say(0.0, "factor classifiers")
+    clf = load_or_train_factor_classifiers(model.res, store, **opt["classifier"])
+    n = max(int(opt["n_scenes"]), int(opt["pc_scenes"]))
+    data = world_eval_set(n, model.res, split="test", seed=int(opt["seed"]) + 7, camera="fixed")
+    z = api.encode(model, data["images"])
+
+    def decode(zz: torch.Tensor) -> torch.Tensor:
+        return api.decode(model, zz, steps=steps, seed=int(opt["seed"]))
+
+    out: dict = {
+        "method": SHIPPED,
+        "strengths": strengths,
+        "n_scenes": int(opt["n_scenes"]),
+        "pc_scenes": int(opt["pc_scenes"]),
+        "pc_strengths": [float(x) for x in opt["pc_strengths"]],
+        "steps": steps,
+        "classifier_accuracy": dict(clf.accuracy),
+        "named": {},
+        "sections": {},
+    }
+    pairs = [(k, spec_for_label(lab)) for k, lab in enumerate(named_labels)]
+    pairs = [(k, s) for k, s in pairs if s is not None]
+    if pairs:
+        specs = [s for _, s in pairs]
+        dirs = named_dirs[[k for k, _ in pairs]]
+        sc, _ = measure_sliders(
+            decode, clf.predict, z[: opt["n_scenes"]], dirs, specs, strengths, progress=lambda f, s: say(0.5 * f, s)
+        )
+        for k, s in enumerate(specs):
+            eff = None if math.isnan(sc.effect[k]) else float(sc.effect[k])
+            pres = float(sc.preservation[k])
+            out["named"][s.label] = {
+                "factor": s.factor,
+                "effect": eff,
+                "preservation": pres,
+                "weak": eff is None or eff < WEAK_EFFECT,
+                "caption": caption(eff, pres, s, WEAK_EFFECT),
+                "changes": _named(sc.changes[k]),
+            }
+    # section-PC sliders: no promise; the factor they move most names them
+    names, D = [], []
+    for k in range(section_dirs.shape[0]):
+        for c in range(section_dirs.shape[1]):
+            if float(section_dirs[k, c].norm()) > 0:
+                names.append(f"section{k}.pc{c + 1}")
+                D.append(section_dirs[k, c])
+    if D:
+        zp = z[: opt["pc_scenes"]]
+        rec = decode(zp)
+        before = clf.predict(rec)
+        pcs = [float(x) for x in opt["pc_strengths"]]
+        lat = zp[None, None] + torch.tensor(pcs)[None, :, None, None] * torch.stack(D)[:, None, None, :]
+        flat = lat.reshape(-1, zp.shape[1])
+        imgs = torch.cat([decode(flat[i : i + 64]) for i in range(0, flat.shape[0], 64)])
+        after = clf.predict(imgs).reshape(len(D), len(pcs), zp.shape[0], -1)
+        for i, name in enumerate(names):
+            b = before[None].expand_as(after[i])
+            rates = change_rates(b, after[i])
+            moved = rates.nan_to_num(0)
+            top = int(moved.argmax()) if float(moved.max()) > 0 else None
+            same = (after[i] == b) | ~comparable(b, after[i])
+            keep = [g for g in range(len(FACTORS)) if g != top]
+            pres = float(same[..., keep].all(-1).float().mean())
+            change = float(rates[top]) if top is not None else 0.0
+            factor = FACTORS[top] if top is not None else None
+            out["sections"][name] = {
+                "factor": factor,
+                "change": change,
+                "preservation": pres,
+                "weak": factor is None or change < PC_WEAK,
+                "changes": _named(rates.tolist()),
+                "caption": pc_caption(factor, change, pres),
+            }
+            say(0.5 + 0.5 * (i + 1) / len(names), "measuring the section sliders")
+    say(1.0, "done")
+    return out
+
+
+def ensure_measured(
+    model, assets, force: bool = False, choose: bool = True, progress: Progress | None = None, **sizes
+) -> dict | None:
+    """Measure the sliders of procedural-world explorer ``assets`` unless they already carry a measurement (or
+    ``force``): with ``choose``, the named sliders are first replaced by the directions chosen by the metric
+    (choose_directions, on the assets' map latents; the assets are saved again), then every slider is measured on
+    other held-out scenes (measure_for_assets). Stored as ``assets.meta["slider_effects"]`` and in the cache folder.
+    Other data sets have no ground-truth classifiers: None. Sizes: MEASURE_DEFAULTS."""
+    import json
+
+    from ..atomic import write_json
+
+    cfg = getattr(model, "full_config", None)
+    if (cfg is not None and cfg.data.dataset != "world") or list(assets.factor_names) != list(FACTORS):
+        return None
+    if not force and assets.meta.get("slider_effects"):
+        return assets.meta["slider_effects"]
+    say = progress or (lambda f, s: None)
+    chosen = None
+    if choose and assets.map_factors is not None:
+        from ..clip.factors import load_or_train_factor_classifiers
+        from ..precompute import cache_root
+
+        opt = {**MEASURE_DEFAULTS, **sizes}
+        clf = load_or_train_factor_classifiers(
+            model.res, cache_root() / "factor-classifiers", lambda f, s: say(0.2 * f, s), **opt["classifier"]
+        )
+        dirs, specs, chosen = choose_directions(
+            model,
+            assets.map_latents,
+            assets.map_factors,
+            clf,
+            opt["candidates"],
+            opt["select_scenes"],
+            opt["strengths"],
+            opt["steps"],
+            opt["seed"],
+            progress=lambda f, s: say(0.2 + 0.4 * f, s),
+        )
+        if len(specs):
+            assets.named_dirs, assets.named_labels = dirs, [s.label for s in specs]
+    eff = measure_for_assets(
+        model,
+        assets.named_dirs,
+        assets.named_labels,
+        assets.section_dirs,
+        progress=lambda f, s: say((0.6 if chosen else 0.0) + (0.4 if chosen else 1.0) * f, s),
+        **sizes,
+    )
+    if chosen:
+        eff.update(method="chosen per slider by measured edit fidelity", **chosen)
+    assets.meta["slider_effects"] = eff
+    if chosen and assets.folder is not None:
+        from ..precompute import _writable, save_assets
+
+        if _writable(assets.folder):
+            try:
+                save_assets(assets, assets.folder, assets.fingerprint)
+                return eff
+            except OSError:
+                pass
+    if assets.folder is not None:
+        from ..precompute import META_NAME
+
+        path = assets.folder / META_NAME
+        try:
+            meta = json.loads(path.read_text())
+            meta["slider_effects"] = eff
+            write_json(path, meta, indent=1)
+        except (OSError, ValueError):
+            pass  # a read-only folder: the measurement lives in memory for this process
+    return eff
