@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterator
@@ -71,15 +70,11 @@ class Views:
     def check_camera(self, m: Loaded, azimuth, elevation, radius) -> tuple[api.Camera, list[str]]:
         if not m.model.uses_cameras:
             raise ExplorerError("this checkpoint was trained without cameras: novel views are not available")
-        vals = {"azimuth": azimuth, "elevation": elevation, "radius": radius}
-        notes = []
-        for k, v in vals.items():
-            if v is None or not math.isfinite(float(v)):
-                raise ExplorerError(f"camera {k} must be a number")
-            lo, hi = api.camera_limits()[k]
-            if not lo <= float(v) <= hi:
-                notes.append(f"camera {k} {float(v):g} is outside the training range {lo:g}..{hi:g}")
-        return api.Camera(float(azimuth), float(elevation), float(radius)), notes
+        try:
+            cam = api.Camera.from_dict({"azimuth": azimuth, "elevation": elevation, "radius": radius})
+        except ValueError as e:
+            raise ExplorerError(str(e)) from None
+        return cam, cam.outside_ranges()
 
     def novel_view(self, state: dict, azimuth, elevation, radius, seed, quality: str):
         """The current edit seen from another camera -> (image, warnings)."""

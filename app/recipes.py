@@ -45,7 +45,7 @@ def make_recipe(ex: Explorer, state: dict, seed, quality: str) -> dict:
         "seed": check_seed(seed),
         "steps": ex.steps(m, quality),
         "sampler": "ddim",
-        "camera": None if cam is None else {"azimuth": cam.azimuth, "elevation": cam.elevation, "radius": cam.radius},
+        "camera": None if cam is None else cam.as_dict(),
         "z": [float(v) for v in z],
         "source": state.get("source", ""),
     }
@@ -152,7 +152,7 @@ def replay(ex: Explorer, recipe: dict, key: str | None = None) -> tuple[np.ndarr
     if unknown:
         raise ExplorerError(f"recipe edits unknown to this checkpoint: {', '.join(unknown[:5])}")
     cam = recipe.get("camera")
-    camera = api.Camera(float(cam["azimuth"]), float(cam["elevation"]), float(cam["radius"])) if cam else None
+    camera = api.Camera.from_dict(cam) if cam else None
     if camera is not None and not m.model.uses_cameras:
         notes.append("this checkpoint has no cameras; the recipe's camera is ignored")
         camera = None

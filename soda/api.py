@@ -10,14 +10,13 @@ otherwise).
     z = api.encode(model, images)                         # uses the default camera for camera checkpoints
     z2 = api.move_along(z, api.section_directions(model, Z)[3][0], 2.0)
     out = api.decode(model, z2, steps=50)
-    side = api.decode(model, z2, camera=api.orbit_camera(model, azimuth=40))
+    side = api.decode(model, z2, camera=api.Camera(azimuth=40, elevation=20, radius=4.0))
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -41,55 +40,19 @@ def load_model(path_or_id: str, device: str = "cpu", max_download_mb: float | No
 # Cameras
 # ------------------------------------------------------------------------------------------------------------
 
+# One camera module (soda.data.cameras); its API names are re-exported here: Camera(azimuth, elevation, radius),
+# camera_limits() (training ranges), orbit_cameras(n, ...) (a loopable azimuth sweep) and default_camera().
+from .data.cameras import Camera, camera_limits, fourier_bands, orbit_cameras  # noqa: E402, F401
 
-@dataclass(frozen=True)
-class Camera:
-    """A view of the procedural world, in degrees and world units (see soda.data.world for the ranges)."""
-
-    azimuth: float
-    elevation: float
-    radius: float
-
-
-def default_camera() -> Camera:
-    """The camera assumed for uploads to camera-conditioned checkpoints (a frontal, Shapes3D-like view)."""
-    from .data.world import DEFAULT_CAMERA
-
-    return Camera(**DEFAULT_CAMERA)
-
-
-def camera_limits() -> dict[str, tuple[float, float]]:
-    """Training ranges of azimuth / elevation / radius; views outside them are extrapolation."""
-    from .data import world
-
-    return {"azimuth": world.AZIMUTH_RANGE, "elevation": world.ELEVATION_RANGE, "radius": world.RADIUS_RANGE}
+default_camera = Camera.default  # () -> the Camera assumed for uploads to camera-conditioned checkpoints
 
 
 def camera_rays(model: SODA, camera: Camera | None, batch: int = 1) -> torch.Tensor | None:
-    """Camera -> (B, R, H, W) ray channels for ``model`` (None for checkpoints without cameras)."""
+    """Camera (None: the default) -> (B, R, H, W) ray channels for ``model`` (None for checkpoints without cameras)."""
     if not model.uses_cameras:
         return None
-    from .data.cameras import ray_channels
-    from .data.world import spherical_camera
-
-    cam = camera or default_camera()
-    n_fourier = (model.cfg.ray_channels - 6) // 12
-    K, c2w = spherical_camera(cam.azimuth, cam.elevation, cam.radius, model.res, batch=batch)
-    return ray_channels(K, c2w, model.res, model.res, n_fourier).to(_device(model))
-
-
-def orbit_cameras(
-    n: int,
-    elevation: float | None = None,
-    radius: float | None = None,
-    azimuth_range: tuple[float, float] | None = None,
-) -> list[Camera]:
-    """n cameras sweeping azimuth across the training range and back (a loopable orbit)."""
-    lo, hi = azimuth_range or camera_limits()["azimuth"]
-    d = default_camera()
-    el, r = elevation if elevation is not None else d.elevation, radius if radius is not None else d.radius
-    phase = np.linspace(0, 2 * np.pi, n, endpoint=False)
-    return [Camera(float(lo + (hi - lo) * (1 - np.cos(p)) / 2), el, r) for p in phase]
+    cam = camera or Camera.default()
+    return cam.rays(model.res, fourier_bands(model.cfg.ray_channels), batch).to(_device(model))
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -137,7 +137,7 @@ class ModelConfig:
     latent: LatentConfig = field(default_factory=LatentConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     res: int = 32
-    ray_channels: int = 6  # channels of one camera-ray image (6 + 12 * n_fourier)
+    ray_channels: int = 6  # channels of one camera-ray image (cameras.ray_channel_count(data.n_fourier))
 
     @property
     def num_stages(self) -> int:
@@ -251,11 +251,10 @@ class SODAConfig:
         cs = self.data.crop_scale
         _check(len(cs) == 2 and 0 < cs[0] <= cs[1] <= 1, "data.crop_scale", "must be [low, high], 0 < low <= high <= 1")
         _check(0 <= self.data.test_fraction < 1, "data.test_fraction", "must be in [0, 1)")
-        _check(
-            m.ray_channels == 6 + 12 * self.data.n_fourier,
-            "model.ray_channels",
-            f"must be 6 + 12 * data.n_fourier = {6 + 12 * self.data.n_fourier}",
-        )
+        from .data.cameras import ray_channel_count  # the one 6 + 12 * n formula (imports torch: only here)
+
+        rays = ray_channel_count(self.data.n_fourier)
+        _check(m.ray_channels == rays, "model.ray_channels", f"must be 6 + 12 * data.n_fourier = {rays}")
         if self.data.dataset in ("folder", "shapes3d"):
             _check(bool(self.data.path), "data.path", f"is required for dataset '{self.data.dataset}'")
             _check(

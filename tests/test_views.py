@@ -154,3 +154,30 @@ def test_shapes3d_layout_export_reads_back(tmp_path):
     item = ds[5]
     assert torch.allclose(item["image"], fixed(ds.factors[5:6])[0] * 2 - 1, atol=1 / 255 + 1e-6)
     assert torch.allclose(item["values"], world.factor_values(ds.factors[5:6])[0])
+
+
+def test_a_failed_export_leaves_the_previous_file(tmp_path, monkeypatch):
+    path = views.export_world(tmp_path / "w.npz", n=3, res=8, camera="random", progress=False)
+    before = path.read_bytes()
+
+    def broken(fh, **arrays):
+        fh.write(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        views.export_world(path, n=3, res=8, seed=1, camera="random", progress=False)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["w.npz"]
+
+
+def test_old_import_paths_name_the_same_objects():
+    # world.py and views.py were split; code that imports from them must get the one implementation.
+    from soda.data import augment, evalsets, scenes, seeds
+
+    for name in ("world_eval_set", "world_nvs_set", "export_world", "load_exported", "export_shapes3d_h5"):
+        assert getattr(views, name) is getattr(evalsets, name)
+    assert views.AugmentPairs is augment.AugmentPairs and views.stream_seed is seeds.stream_seed
+    for name in ("sample_factors", "FACTOR_NAMES", "split_indices", "caption", "scene_colours"):
+        assert getattr(world, name) is getattr(scenes, name)
+    for name in ("sample_cameras", "spherical_camera", "default_camera", "DEFAULT_CAMERA", "LOOK_AT", "AZIMUTH_RANGE"):
+        assert getattr(world, name) is getattr(cameras, name)

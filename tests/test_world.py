@@ -1,4 +1,4 @@
-"""The procedural world: factor grid, held-out split, cameras, and exact shading at known pixels."""
+"""The procedural world: factor grid, held-out split, and exact shading at known pixels (cameras: test_cameras)."""
 
 import math
 
@@ -71,34 +71,6 @@ def test_held_out_scenes_never_sampled_for_training():
     assert train.dtype == torch.long and train.shape == (20000, 6)
     with pytest.raises(ValueError, match="split"):
         world.sample_factors(1, g, "validation")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Cameras
-# ---------------------------------------------------------------------------------------------------------------------
-def test_sampled_cameras_stay_in_the_room_and_look_at_the_object():
-    g = torch.Generator().manual_seed(1)
-    K, c2w = world.sample_cameras(500, g, res=32)
-    eye = c2w[:, :3, 3]
-    assert (eye[:, :2].abs() < world.ROOM_HALF).all() and (eye[:, 2] > 0).all()
-    target = torch.tensor(world.LOOK_AT).expand(500, 1, 3)
-    uv = cameras.project(target, K, c2w)
-    assert torch.allclose(uv[:, 0], torch.full((500, 2), 16.0), atol=1e-3)
-    angles = world.sample_camera_angles(500, torch.Generator().manual_seed(1))
-    for col, (lo, hi) in enumerate([world.AZIMUTH_RANGE, world.ELEVATION_RANGE, world.RADIUS_RANGE]):
-        assert (angles[:, col] >= lo).all() and (angles[:, col] <= hi).all()
-
-
-def test_spherical_camera_geometry():
-    K, c2w = world.spherical_camera(0.0, 0.0, 4.0, res=32)
-    assert torch.allclose(c2w[0, :3, 3], torch.tensor([0.0, -4.0, 0.5]), atol=1e-6)  # azimuth 0: on the -y side
-    K, c2w = world.spherical_camera(90.0, 30.0, 2.0, res=32)
-    expected = torch.tensor([2 * math.cos(math.radians(30)), 0.0, 0.5 + 2 * math.sin(math.radians(30))])
-    assert torch.allclose(c2w[0, :3, 3], expected, atol=1e-5)
-    K, c2w = world.default_camera(64, batch=3)
-    assert K.shape == (3, 3, 3) and c2w.shape == (3, 4, 4)
-    uv = cameras.project(torch.tensor(world.LOOK_AT).expand(3, 1, 3), K, c2w)[:, 0]
-    assert torch.allclose(uv, torch.full((3, 2), 32.0), atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

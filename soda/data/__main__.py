@@ -33,19 +33,19 @@ def contact_sheet(res: int = 64, cols: int = 8, rows: int = 2, seed: int = 0, sp
     its factors beneath, then one scene seen from `cols` cameras sweeping the azimuth range."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from soda.data import world
+    from soda.data import cameras, world
 
     g = torch.Generator().manual_seed(seed)
     n = rows * cols
     factors = world.sample_factors(n + 2 * cols, g, split)
-    K, c2w = world.sample_cameras(n, g, res)
+    K, c2w = cameras.sample_cameras(n, g, res)
     random_imgs = world.render(factors[:n], K, c2w, res)
     fixed_f = factors[n : n + cols]
     fixed_imgs = world.FixedCameraRenderer(res)(fixed_f)
     scene = factors[n + cols : n + cols + 1].expand(cols, 6)
-    az = torch.linspace(*world.AZIMUTH_RANGE, cols)
-    el = torch.linspace(world.ELEVATION_RANGE[0], world.ELEVATION_RANGE[1], cols)
-    Kv, c2wv = world.spherical_camera(az, el, 4.0, res, cols)
+    az = torch.linspace(*cameras.AZIMUTH_RANGE, cols)
+    el = torch.linspace(*cameras.ELEVATION_RANGE, cols)
+    Kv, c2wv = cameras.spherical_camera(az, el, 4.0, res, cols)
     sweep_imgs = world.render(scene, Kv, c2wv, res)
 
     font = ImageFont.load_default()

@@ -2,14 +2,14 @@
 
 World axes (right-handed, metres-like units): **z up**, the floor is the plane z = 0, the room's four walls are the
 planes x = +-ROOM_HALF and y = +-ROOM_HALF (infinitely tall, no ceiling). The object stands on the floor at the
-origin; cameras look at ``LOOK_AT`` = (0, 0, 0.5), the centre of a unit object. Cameras follow the OpenCV convention
-of ``soda.data.cameras`` (x right, y down, z forward). Azimuth 0 puts the camera on the -y side looking towards +y
-(the "back" wall); positive azimuth moves it towards +x; elevation is measured up from the floor plane.
+origin. Cameras (their convention, the orbit around ``LOOK_AT`` and its ranges, the rays) live in
+``soda.data.cameras``; scenes (six integer factors on the Shapes3D grid, the held-out split, the surface colours) in
+``soda.data.scenes``; exact ray-object intersections in ``soda.data.shapes``. This module renders: it re-exports the
+names of ``scenes`` and the world-camera names of ``cameras``, so ``world.sample_factors``, ``world.sample_cameras``,
+``world.DEFAULT_CAMERA`` etc. keep working.
 
-A scene is six integer factors on the Shapes3D grid (``FACTOR_NAMES`` / ``FACTOR_SIZES``): floor, wall and object hue
-(i/10 of the colour circle), scale (0.75..1.25), shape (cube, cylinder, sphere, capsule) and orientation (-30..30
-degrees about the vertical axis). The cylinder stands upright; the capsule lies on its side along its local x axis, so
-orientation is visible for the cube and the capsule and, as in reality, invisible for the sphere and the cylinder.
+Objects: the cylinder stands upright; the capsule lies on its side along its local x axis, so orientation is visible
+for the cube and the capsule and, as in reality, invisible for the sphere and the cylinder.
 
 Shading: Lambert with an ambient term from one fixed directional light (``LIGHT_DIR``), the object's shadow cast on
 the floor (the light is high enough that it never reaches a wall), 2x2 supersampling (any ``supersample``).
@@ -25,183 +25,64 @@ coverage) and the image is their sum with the three colours. With a fixed camera
 
 from __future__ import annotations
 
-import colorsys
 import math
-from functools import lru_cache
 
 import torch
 
-from soda.data.cameras import intrinsics, look_at
+# Re-exported (``world.X`` is the public path of the scene and world-camera names used across the project).
+from soda.data.cameras import (  # noqa: F401
+    AZIMUTH_RANGE,
+    CAMERA_RANGES,
+    DEFAULT_CAMERA,
+    ELEVATION_RANGE,
+    FOV_DEG,
+    LOOK_AT,
+    RADIUS_RANGE,
+    Camera,
+    default_camera,
+    sample_camera_angles,
+    sample_cameras,
+    spherical_camera,
+    subpixel_directions,
+)
+from soda.data.scenes import (  # noqa: F401
+    FACTOR_NAMES,
+    FACTOR_SIZES,
+    HUE_NAMES,
+    HUES,
+    N_COMBINATIONS,
+    ORIENTATIONS_DEG,
+    SCALES,
+    SHAPE_NAMES,
+    SPLIT_SEED,
+    SURFACE_SV,
+    TEST_PERCENT,
+    caption,
+    describe,
+    factor_values,
+    in_test_split,
+    ravel_factors,
+    sample_factors,
+    scene_colours,
+    split_indices,
+    unravel_factors,
+)
+from soda.data.shapes import INF, aabb_half_extents, intersect_object, object_geometry
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Factors
-# ----------------------------------------------------------------------------------------------------------------------
-FACTOR_NAMES = ("floor_hue", "wall_hue", "object_hue", "scale", "shape", "orientation")
-FACTOR_SIZES = (10, 10, 10, 8, 4, 15)
-N_COMBINATIONS = math.prod(FACTOR_SIZES)  # 480000, as in Shapes3D
-SHAPE_NAMES = ("cube", "cylinder", "sphere", "capsule")
-HUES = tuple(i / 10 for i in range(10))
-SCALES = tuple(0.75 + 0.5 * i / 7 for i in range(8))  # linspace(0.75, 1.25, 8)
-ORIENTATIONS_DEG = tuple(-30.0 + 60.0 * i / 14 for i in range(15))  # linspace(-30, 30, 15)
-# Surface colour = HSV(hue, saturation, value); the three surfaces differ in saturation/value to stay apart.
-SURFACE_SV = ((0.65, 0.85), (0.45, 0.95), (0.9, 1.0))  # floor, wall, object
-
-# Held-out split: a fixed hash of the factor combination puts TEST_PERCENT % of the 480000 scenes in the test split.
-SPLIT_SEED = 20240917
-TEST_PERCENT = 10
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Room, light and cameras
+# Room and light
 # ----------------------------------------------------------------------------------------------------------------------
 ROOM_HALF = 5.0
 LIGHT_DIR = tuple(v / math.sqrt(0.7**2 + 0.35**2 + 1.0) for v in (-0.7, -0.35, 1.0))  # unit vector towards the light
 AMBIENT = 0.35
-LOOK_AT = (0.0, 0.0, 0.5)
-FOV_DEG = 40.0
-AZIMUTH_RANGE = (-60.0, 60.0)  # degrees
-ELEVATION_RANGE = (10.0, 40.0)  # degrees above the floor plane
-RADIUS_RANGE = (3.5, 4.5)  # distance from LOOK_AT; horizontal reach <= 4.5 < ROOM_HALF keeps cameras inside
-DEFAULT_CAMERA = {"azimuth": -30.0, "elevation": 15.0, "radius": 4.2}  # Shapes3D-like: wall corner, floor
-
-
-def factor_values(factors: torch.Tensor) -> torch.Tensor:
-    """(n,6) long indices -> (n,6) float64 real values (hues in [0,1), scale, shape index, orientation degrees)."""
-    f = factors.long().cpu()
-    out = torch.empty(f.shape, dtype=torch.float64)
-    out[:, 0:3] = f[:, 0:3].double() / 10
-    out[:, 3] = torch.tensor(SCALES, dtype=torch.float64)[f[:, 3]]
-    out[:, 4] = f[:, 4].double()
-    out[:, 5] = torch.tensor(ORIENTATIONS_DEG, dtype=torch.float64)[f[:, 5]]
-    return out
-
-
-def describe(factors_row) -> str:
-    """One scene's (6,) factors -> a short human-readable line, e.g. 'F3 W7 O1 s1.04 cube -17deg'."""
-    f = [int(v) for v in factors_row]
-    return f"F{f[0]} W{f[1]} O{f[2]} s{SCALES[f[3]]:.2f} {SHAPE_NAMES[f[4]]} {ORIENTATIONS_DEG[f[5]]:+.0f}deg"
-
-
-HUE_NAMES = ("red", "orange", "yellow", "lime", "green", "cyan", "sky blue", "blue", "purple", "pink")  # HUES
-
-
-def caption(factors_row) -> str:
-    """One scene's (6,) factors -> words a person would use, e.g. 'red sphere, blue floor, lime wall'."""
-    f = [int(v) for v in factors_row]
-    return f"{HUE_NAMES[f[2]]} {SHAPE_NAMES[f[4]]}, {HUE_NAMES[f[0]]} floor, {HUE_NAMES[f[1]]} wall"
-
-
-def ravel_factors(factors: torch.Tensor) -> torch.Tensor:
-    """(n,6) long -> (n,) long flat index in [0, 480000), row-major over FACTOR_SIZES (Shapes3D order)."""
-    flat = torch.zeros(factors.shape[0], dtype=torch.long, device=factors.device)
-    for k, size in enumerate(FACTOR_SIZES):
-        flat = flat * size + factors[:, k].long()
-    return flat
-
-
-def unravel_factors(flat: torch.Tensor) -> torch.Tensor:
-    """(n,) long flat index -> (n,6) long factors (inverse of ravel_factors)."""
-    cols = []
-    rest = flat.long().clone()
-    for size in reversed(FACTOR_SIZES):
-        cols.append(rest % size)
-        rest = rest // size
-    return torch.stack(cols[::-1], dim=1)
-
-
-def _split_hash(flat: torch.Tensor) -> torch.Tensor:
-    """(n,) long -> (n,) long in [0, 2^32): a fixed integer mix (stable across torch versions and devices)."""
-    mask = 0xFFFFFFFF
-    x = (flat.long() * 2654435761 + SPLIT_SEED) & mask
-    for _ in range(2):
-        x = x ^ (x >> 16)
-        x = (x * 0x45D9F3B) & mask
-    return x ^ (x >> 16)
-
-
-def in_test_split(factors: torch.Tensor) -> torch.Tensor:
-    """(n,6) long -> (n,) bool: True for the held-out factor combinations (never rendered for training)."""
-    return (_split_hash(ravel_factors(factors)) % 100) < TEST_PERCENT
-
-
-@lru_cache(maxsize=1)
-def _split_tables() -> dict[str, torch.Tensor]:
-    flat = torch.arange(N_COMBINATIONS)
-    test = (_split_hash(flat) % 100) < TEST_PERCENT
-    return {"train": flat[~test], "test": flat[test], "all": flat}
-
-
-def split_indices(split: str) -> torch.Tensor:
-    """'train' | 'test' | 'all' -> sorted (m,) long flat indices of that split's factor combinations."""
-    if split not in ("train", "test", "all"):
-        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-    return _split_tables()[split]
-
-
-def sample_factors(n: int, generator: torch.Generator | None = None, split: str = "train") -> torch.Tensor:
-    """n scenes drawn uniformly from the split's factor combinations -> (n,6) long (on the CPU)."""
-    table = split_indices(split)
-    pick = torch.randint(len(table), (n,), generator=generator)
-    return unravel_factors(table[pick])
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Cameras
-# ----------------------------------------------------------------------------------------------------------------------
-def spherical_camera(azimuth_deg, elevation_deg, radius, res: int, batch: int = 1, fov_deg: float = FOV_DEG):
-    """Angles (floats or (B,) tensors) -> (K (B,3,3), c2w (B,4,4)) of a camera on a sphere around LOOK_AT."""
-    az = torch.as_tensor(azimuth_deg, dtype=torch.float32).reshape(-1)
-    el = torch.as_tensor(elevation_deg, dtype=torch.float32).reshape(-1)
-    r = torch.as_tensor(radius, dtype=torch.float32).reshape(-1)
-    batch = max(batch, az.numel(), el.numel(), r.numel())
-    az, el, r = (v.expand(batch) if v.numel() == 1 else v for v in (az, el, r))
-    az, el = torch.deg2rad(az), torch.deg2rad(el)
-    target = torch.tensor(LOOK_AT, dtype=torch.float32).expand(batch, 3)
-    offset = torch.stack([torch.cos(el) * torch.sin(az), -torch.cos(el) * torch.cos(az), torch.sin(el)], dim=1)
-    eye = target + r[:, None] * offset
-    return intrinsics(res, fov_deg, batch), look_at(eye, target)
-
-
-def sample_camera_angles(
-    n: int,
-    generator: torch.Generator | None = None,
-    azimuth_range=AZIMUTH_RANGE,
-    elevation_range=ELEVATION_RANGE,
-    radius_range=RADIUS_RANGE,
-) -> torch.Tensor:
-    """n cameras -> (n,3) float32 (azimuth deg, elevation deg, radius), uniform in the given ranges."""
-    u = torch.rand(n, 3, generator=generator)
-    lo = torch.tensor([azimuth_range[0], elevation_range[0], radius_range[0]], dtype=torch.float32)
-    hi = torch.tensor([azimuth_range[1], elevation_range[1], radius_range[1]], dtype=torch.float32)
-    return lo + u * (hi - lo)
-
-
-def sample_cameras(n: int, generator: torch.Generator | None = None, res: int = 64, fov_deg: float = FOV_DEG, **ranges):
-    """n random cameras inside the room looking at LOOK_AT -> (K (n,3,3), c2w (n,4,4))."""
-    a = sample_camera_angles(n, generator, **ranges)
-    return spherical_camera(a[:, 0], a[:, 1], a[:, 2], res, n, fov_deg)
-
-
-def default_camera(res: int, batch: int = 1):
-    """The canonical Shapes3D-like view (DEFAULT_CAMERA) -> (K (B,3,3), c2w (B,4,4))."""
-    return spherical_camera(
-        DEFAULT_CAMERA["azimuth"], DEFAULT_CAMERA["elevation"], DEFAULT_CAMERA["radius"], res, batch
-    )
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Colours
 # ----------------------------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _palette_table() -> torch.Tensor:
-    """(3 surfaces, 10 hues, 3 rgb) float32."""
-    rows = [[colorsys.hsv_to_rgb(h, s, v) for h in HUES] for s, v in SURFACE_SV]
-    return torch.tensor(rows, dtype=torch.float32)
-
-
-def scene_colours(factors: torch.Tensor) -> torch.Tensor:
-    """(B,6) long -> (B,3 surfaces [floor, wall, object],3 rgb) float32 albedos."""
-    table = _palette_table().to(factors.device)
-    return torch.stack([table[s][factors[:, s]] for s in range(3)], dim=1)
+def to_signed(x: torch.Tensor) -> torch.Tensor:
+    """Renders in [0,1] -> the model's image range [-1,1] (a new tensor)."""
+    return x.mul(2.0).sub_(1.0)
 
 
 def colourise(weights: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
@@ -211,154 +92,8 @@ def colourise(weights: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Ray casting of the object (local frame: object centre at the origin, rotated by -orientation about z)
-# All functions take broadcastable 1-D tensors and return (t, n.L) with t = inf where the ray misses.
-# ----------------------------------------------------------------------------------------------------------------------
-INF = float("inf")
-
-
-def _hit_box(o, d, a, light, want_shade=True):
-    ox, oy, oz = o
-    dx, dy, dz = d
-    t1x, t2x = (-a - ox) / dx, (a - ox) / dx
-    t1y, t2y = (-a - oy) / dy, (a - oy) / dy
-    t1z, t2z = (-a - oz) / dz, (a - oz) / dz
-    tminx, tminy, tminz = torch.minimum(t1x, t2x), torch.minimum(t1y, t2y), torch.minimum(t1z, t2z)
-    tnear = torch.maximum(torch.maximum(tminx, tminy), tminz)
-    tfar = torch.minimum(torch.minimum(torch.maximum(t1x, t2x), torch.maximum(t1y, t2y)), torch.maximum(t1z, t2z))
-    t = torch.where((tnear <= tfar) & (tnear > 0), tnear, INF)
-    if not want_shade:
-        return t, None
-    # The entry face is on the axis whose slab is entered last; its outward normal opposes the ray on that axis.
-    lx, ly, lz = light
-    ndl = torch.where(
-        tnear == tminx, -torch.sign(dx) * lx, torch.where(tnear == tminy, -torch.sign(dy) * ly, -torch.sign(dz) * lz)
-    )
-    return t, ndl
-
-
-def _hit_sphere(o, d, r, light, want_shade=True):
-    ox, oy, oz = o
-    dx, dy, dz = d
-    b = ox * dx + oy * dy + oz * dz
-    disc = b * b - (ox * ox + oy * oy + oz * oz - r * r)
-    t = -b - torch.sqrt(disc.clamp(min=0.0))
-    t = torch.where((disc > 0) & (t > 0), t, INF)
-    if not want_shade:
-        return t, None
-    lx, ly, lz = light
-    tt = torch.nan_to_num(t, posinf=0.0)
-    ndl = ((ox + tt * dx) * lx + (oy + tt * dy) * ly + (oz + tt * dz) * lz) / r
-    return t, ndl
-
-
-def _tube_entry(ou, ov, du, dv, r):
-    """Entry into the infinite cylinder u^2 + v^2 = r^2 -> (discriminant, t); it is entered only where disc > 0."""
-    a2 = (du * du + dv * dv).clamp(min=1e-12)
-    b = ou * du + ov * dv
-    disc = b * b - a2 * (ou * ou + ov * ov - r * r)
-    return disc, (-b - torch.sqrt(disc.clamp(min=0.0))) / a2
-
-
-def _hit_cylinder(o, d, r, h, light, want_shade=True):
-    """Upright (z-axis) capped cylinder of radius r and half-height h."""
-    ox, oy, oz = o
-    dx, dy, dz = d
-    disc, ts = _tube_entry(ox, oy, dx, dy, r)
-    zs = oz + ts * dz
-    side = (disc > 0) & (ts > 0) & (zs.abs() <= h)
-    # The cap facing the origin (none when the origin lies between the cap planes).
-    zc = torch.where(oz > 0, h, -h)
-    tc = (zc - oz) / dz
-    xc, yc = ox + tc * dx, oy + tc * dy
-    cap = (oz.abs() > h) & (tc > 0) & (xc * xc + yc * yc <= r * r)
-    t = torch.where(side, ts, torch.where(cap, tc, INF))
-    if not want_shade:
-        return t, None
-    lx, ly, lz = light
-    ndl_side = ((ox + ts * dx) * lx + (oy + ts * dy) * ly) / r
-    ndl = torch.where(side, ndl_side, torch.sign(zc) * lz)
-    return t, ndl
-
-
-def _hit_capsule(o, d, r, half_len, light, want_shade=True):
-    """Capsule lying along the local x axis: segment (-half_len, half_len) swept by radius r."""
-    ox, oy, oz = o
-    dx, dy, dz = d
-    disc, ts = _tube_entry(oy, oz, dy, dz, r)
-    xs = ox + ts * dx
-    body = (disc > 0) & (ts > 0) & (xs.abs() <= half_len)
-    # Outside the body's extent the entry is on the end sphere on that side (the capsule lies in the infinite cylinder).
-    end = torch.where(xs > 0, half_len, -half_len)
-    cx = ox - end
-    bb = cx * dx + oy * dy + oz * dz
-    dd = bb * bb - (cx * cx + oy * oy + oz * oz - r * r)
-    tcap = -bb - torch.sqrt(dd.clamp(min=0.0))
-    cap = (disc > 0) & (dd > 0) & (tcap > 0)
-    t = torch.where(body, ts, torch.where(cap, tcap, INF))
-    if not want_shade:
-        return t, None
-    lx, ly, lz = light
-    tt = torch.where(body, ts, tcap)
-    px = torch.where(body, torch.zeros_like(cx), cx + tt * dx)
-    ndl = (px * lx + (oy + tt * dy) * ly + (oz + tt * dz) * lz) / r
-    return t, ndl
-
-
-def object_geometry(shape: torch.Tensor, scale: torch.Tensor):
-    """(B,) shape index and (B,) scale -> (centre height (B,), size params (B,2)).
-
-    Size params: cube (half-size, half-size); cylinder (radius, half-height); sphere (radius, radius); capsule
-    (radius, half length of its axis segment). Every object rests on the floor, so its centre height is p0.
-    """
-    s = scale.float()
-    p0 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.35 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
-    p1 = torch.stack([0.5 * s, 0.5 * s, 0.55 * s, 0.45 * s], dim=1).gather(1, shape[:, None]).squeeze(1)
-    return p0.clone(), torch.stack([p0, p1], dim=1)
-
-
-def _intersect_object(shape_id: int, o, d, params, light, want_shade):
-    p0, p1 = params
-    if shape_id == 0:
-        return _hit_box(o, d, p0, light, want_shade)
-    if shape_id == 1:
-        return _hit_cylinder(o, d, p0, p1, light, want_shade)
-    if shape_id == 2:
-        return _hit_sphere(o, d, p0, light, want_shade)
-    return _hit_capsule(o, d, p0, p1, light, want_shade)
-
-
-# ----------------------------------------------------------------------------------------------------------------------
 # The geometry pass
 # ----------------------------------------------------------------------------------------------------------------------
-@lru_cache(maxsize=16)
-def _unit_camera_dirs(k_key: tuple, res: int, ss: int, device: str) -> torch.Tensor:
-    """(3, ss*ss*res*res) unit directions in camera axes, sub-sample-major: ray (sy, sx, v, u) is at pixel
-    (u + (sx + 0.5) / ss, v + (sy + 0.5) / ss) for intrinsics k_key = (fx, fy, cx, cy) of the res x res image."""
-    fx, fy, cx, cy = k_key
-    sub = (torch.arange(ss, dtype=torch.float64) + 0.5) / ss
-    pix = torch.arange(res, dtype=torch.float64)
-    sy, sx, v, u = torch.meshgrid(sub, sub, pix, pix, indexing="ij")
-    d = torch.stack([(u + sx - cx) / fx, (v + sy - cy) / fy, torch.ones_like(u)], dim=0).reshape(3, -1)
-    return torch.nn.functional.normalize(d, dim=0).float().to(device)
-
-
-def _aabb_half_extents(shape, params, cos_t, sin_t):
-    """(B,) shapes, (B,2) size params, rotation -> (B,3) half extents of the object's world-axis bounding box."""
-    p0, p1 = params[:, 0], params[:, 1]
-    c, s = cos_t.abs(), sin_t.abs()
-    ext = torch.stack(
-        [
-            torch.stack([p0 * (c + s), p0 * (c + s), p0], 1),  # cube
-            torch.stack([p0, p0, p1], 1),  # cylinder
-            torch.stack([p0, p0, p0], 1),  # sphere
-            torch.stack([p1 * c + p0, p1 * s + p0, p0], 1),  # capsule along its local x
-        ],
-        dim=1,
-    )  # (B,4,3)
-    return ext[torch.arange(shape.shape[0], device=shape.device), shape] * 1.01 + 1e-4
-
-
 _BOX_SIGNS = torch.tensor([[i, j, k] for i in (-1.0, 1.0) for j in (-1.0, 1.0) for k in (-1.0, 1.0)])  # (8,3)
 
 
@@ -392,9 +127,9 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
     R = c2w[:, :3, :3].transpose(0, 1)  # (3 world axes, B, 3 camera axes)
     keys = [(float(k[0, 0]), float(k[1, 1]), float(k[0, 2]), float(k[1, 2])) for k in (K[:1] if _same(K) else K)]
     if len(keys) == 1:
-        D = torch.mm(R.reshape(3 * B, 3), _unit_camera_dirs(keys[0], res, ss, str(device))).view(3, B, N)
+        D = torch.mm(R.reshape(3 * B, 3), subpixel_directions(keys[0], res, ss, str(device))).view(3, B, N)
     else:
-        dcams = torch.stack([_unit_camera_dirs(key, res, ss, str(device)) for key in keys])
+        dcams = torch.stack([subpixel_directions(key, res, ss, str(device)) for key in keys])
         D = torch.einsum("abj,bjn->abn", R, dcams).contiguous()
     dx, dy, dz = D[0], D[1], D[2]  # (B,N) each, contiguous
     o = c2w[:, :3, 3]  # (B,3) camera centres
@@ -459,7 +194,7 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
                 wx, wy, wz = rays[0][lo_i:hi_i], rays[1][lo_i:hi_i], rays[2][lo_i:hi_i]
                 d_l = (c * wx + s * wy, c * wy - s * wx, wz) if rotate else (wx, wy, wz)
                 o_l, light = (P[:, 2], P[:, 3], P[:, 4]), (P[:, 7], P[:, 8], P[:, 9])
-                t, ndl = _intersect_object(sid, o_l, d_l, (P[:, 5], P[:, 6]), light, True)
+                t, ndl = intersect_object(sid, o_l, d_l, (P[:, 5], P[:, 6]), light, True)
                 ndl_parts.append(ndl)
             else:
                 px, py = rays[0][lo_i:hi_i], rays[1][lo_i:hi_i]
@@ -467,7 +202,7 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
                     o_l, d_l = (c * px + s * py, c * py - s * px, P[:, 10]), (P[:, 7], P[:, 8], P[:, 9])
                 else:
                     o_l, d_l = (px, py, P[:, 10]), light_const
-                t, _ = _intersect_object(sid, o_l, d_l, (P[:, 5], P[:, 6]), None, False)
+                t, _ = intersect_object(sid, o_l, d_l, (P[:, 5], P[:, 6]), None, False)
             t_parts.append(t)
         if not t_parts:
             return torch.empty(0, device=device), torch.empty(0, device=device)
@@ -482,7 +217,7 @@ def _chunk_geometry(shape, scale, orient_deg, K, c2w, res, ss, shadows):
 
     # --- candidates: rays inside the image box of the object's bounding box (and of its shadow, on the floor).
     centre = torch.stack([torch.zeros_like(height), torch.zeros_like(height), height], 1)  # (B,3)
-    corners = centre[:, None] + _BOX_SIGNS.to(device) * _aabb_half_extents(shape, params, cos_t, sin_t)[:, None]
+    corners = centre[:, None] + _BOX_SIGNS.to(device) * aabb_half_extents(shape, params, cos_t, sin_t)[:, None]
     cand, cand_img = compact(_rect_mask(*_pixel_rect(corners, K, c2w), res, ss))
     flat = (dx.view(-1).index_select(0, cand), dy.view(-1).index_select(0, cand), dz.view(-1).index_select(0, cand))
     t_obj, ndl_obj = run_groups(cand, cand_img, flat, shadow=False)
@@ -569,13 +304,19 @@ def render(
 
 
 class FixedCameraRenderer:
-    """Renders scenes from one fixed camera, caching geometry per (shape, scale, orientation): 480 entries."""
+    """Renders scenes from one fixed camera, caching geometry per (shape, scale, orientation): 480 entries.
 
-    def __init__(self, res: int, camera: dict | None = None, supersample: int = 2, shadows: bool = True, device=None):
-        cam = dict(DEFAULT_CAMERA if camera is None else camera)
+    ``camera``: a ``Camera``, or its dict (``Camera.as_dict()``, optionally with 'fov_deg'); None is DEFAULT_CAMERA.
+    """
+
+    def __init__(
+        self, res: int, camera: Camera | dict | None = None, supersample: int = 2, shadows: bool = True, device=None
+    ):
+        fov = camera.get("fov_deg", FOV_DEG) if isinstance(camera, dict) else FOV_DEG
+        cam = Camera.from_dict(camera) if isinstance(camera, dict) else camera or Camera.default()
         self.res, self.supersample, self.shadows = res, supersample, shadows
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        K, c2w = spherical_camera(cam["azimuth"], cam["elevation"], cam["radius"], res, 1, cam.get("fov_deg", FOV_DEG))
+        K, c2w = cam.matrices(res, 1, fov)
         self.K, self.c2w = K.to(self.device), c2w.to(self.device)
         n_geo = FACTOR_SIZES[3] * FACTOR_SIZES[4] * FACTOR_SIZES[5]
         self._cache = torch.zeros(n_geo, 3, res, res, device=self.device)
