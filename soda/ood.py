@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .atomic import write_file
 from . import api
 
 OOD_VERSION = 1
@@ -211,15 +211,7 @@ class OODDetector:
             "steps": self.steps,
             "seed": self.seed,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            save_file(tensors, str(tmp), metadata={"ood": json.dumps(meta)})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_file(path, lambda tmp: save_file(tensors, str(tmp), metadata={"ood": json.dumps(meta)}))
 
     @classmethod
     def load(cls, path: Path, fingerprint: str | None = None) -> OODDetector | None:

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 
 from . import api
+from .atomic import is_writable, replace_dir, write_file
 from .ood import FILE_NAME as OOD_NAME
 from .ood import OODDetector
 
@@ -104,13 +104,7 @@ def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
     return out
 
 
-def _writable(folder: Path) -> bool:
-    if "snapshots" in folder.parts and any(p.startswith("models--") for p in folder.parts):
-        return False  # never write into the hub cache's snapshot folders
-    target = folder
-    while not target.exists() and target != target.parent:
-        target = target.parent  # the first existing ancestor decides (the cache root may not exist yet)
-    return os.access(target, os.W_OK)
+_writable = is_writable  # the name soda.sliders and app/ import
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -391,10 +385,8 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".explorer-tmp-", dir=folder.parent))
-    os.chmod(tmp, 0o755)
-    try:
+
+    def fill(tmp: Path) -> None:
         tensors = {k: getattr(assets, k).contiguous() for k in _TENSORS}
         tensors["examples"] = torch.from_numpy(np.ascontiguousarray(assets.examples))
         for k in ("map_factors", "example_factors"):
@@ -416,19 +408,11 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
             **assets.meta,
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
-        if folder.exists():
-            for f in folder.iterdir():  # keep the t-SNE cache when it belongs to the same weights
-                if f.name == TSNE_NAME and _tsne_fingerprint(f) == fingerprint:
-                    os.replace(f, tmp / f.name)
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        tsne = folder / TSNE_NAME  # kept when it belongs to the same weights (copied: the old folder stays intact)
+        if tsne.is_file() and _tsne_fingerprint(tsne) == fingerprint:
+            shutil.copy2(tsne, tmp / TSNE_NAME)
+
+    replace_dir(folder, fill)  # a failure anywhere, the swap included, leaves the previous folder as it was
     assets.folder = folder
     return folder
 
@@ -497,7 +481,7 @@ def load_or_compute(
             if got is not None:
                 if got.ood is None:  # a cache from before the detector, or of an older detector: add one
                     got.ood = calibrate_ood(model, got, n_calib, progress)
-                    if _writable(d):
+                    if is_writable(d):
                         try:
                             got.ood.save(d / OOD_NAME, fp)
                         except OSError:
@@ -508,7 +492,7 @@ def load_or_compute(
     assets.fingerprint = fp
     assets.ood = calibrate_ood(model, assets, n_calib, lambda f, s: say(0.75 + 0.25 * f, s))
     for d in dirs:
-        if _writable(d):
+        if is_writable(d):
             try:
                 save_assets(assets, d, fp)
                 break
@@ -586,13 +570,11 @@ def tsne_map(assets: ExplorerAssets, seed: int = 0) -> torch.Tensor:
     perplexity = float(min(30.0, max(2.0, (Z.shape[0] - 1) / 3.5)))
     Y = TSNE(2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=1).fit_transform(Z)
     out = torch.from_numpy(Y).float()
-    if file is not None and _writable(file.parent):
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    if file is not None and is_writable(file.parent):
         try:
-            save_file({"tsne": out.contiguous()}, str(tmp), metadata={"fingerprint": fp})
-            os.replace(tmp, file)
+            write_file(file, lambda tmp: save_file({"tsne": out.contiguous()}, str(tmp), metadata={"fingerprint": fp}))
         except OSError:
-            tmp.unlink(missing_ok=True)
+            pass  # a cache: computed again next time
     return out
 
 

@@ -24,7 +24,6 @@ import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .atomic import recover_dir, remove_dir, replace_dir, write_file, write_text
 from .config import ConfigError, SODAConfig
 from .data.streams import make_stream
 from .diffusion import SAMPLERS, diffusion_loss, to_eps
@@ -75,34 +75,15 @@ def pick_device(cfg: SODAConfig, local_rank: int) -> torch.device:
 # --------------------------------------------------------------------------------------------------------------
 
 
+STATE_FILES = ("state.safetensors", "state.json")
+
+
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (disk full, no permission, ...). The previous checkpoint, latest.json and
     ema/ are left as they were, with no temp folder."""
 
     def __str__(self) -> str:
         return self.strerror or super().__str__()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _remove_dir(path: Path) -> None:
-    """Delete a folder so that it disappears at once (renamed to a hidden name first): a crash part-way through the
-    deletion leaves a hidden leftover that ``recover_run`` removes, never a half-deleted checkpoint."""
-    gone = path.with_name(f".{path.name}.del-{os.getpid()}")
-    os.replace(path, gone)
-    shutil.rmtree(gone, ignore_errors=True)
 
 
 def _write_error(e: Exception, what: Path, kept: str) -> CheckpointWriteError:
@@ -125,19 +106,20 @@ def recover_run(out: Path) -> list[str]:
     done = []
     ckdir = out / "checkpoints"
     if ckdir.is_dir():
-        for p in sorted(ckdir.glob(".step-*")):
-            name = p.name[1:].split(".", 1)[0]  # .step-00000012.old-123 -> step-00000012
-            if ".old-" in p.name and not (ckdir / name).exists():
-                os.replace(p, ckdir / name)
-                done.append(f"restored {ckdir / name}")
-            else:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                done.append(f"removed {p}")
+        for p in sorted(ckdir.glob(".step-*.del-*")):  # a pruned checkpoint whose deletion was cut short
+            shutil.rmtree(p, ignore_errors=True)
+            done.append(f"removed {p}")
+        for name in sorted({p.name[1:].split(".", 1)[0] for p in ckdir.glob(".step-*")}):
+            had = (ckdir / name).exists()
+            # a half-written step folder is never finished (latest.json still names the previous checkpoint)
+            recover_dir(ckdir / name, lambda folder: False, protected=STATE_FILES)
+            back = not had and (ckdir / name).exists()
+            done.append(f"restored {ckdir / name}" if back else f"removed the leftovers of {ckdir / name}")
     for pattern in (".latest.json.*", ".config.yaml.*", ".metrics.jsonl.*"):
         for p in out.glob(pattern):
             p.unlink(missing_ok=True)
             done.append(f"removed {p}")
-    for p in (out / "samples").glob(".*.tmp.png"):
+    for p in (out / "samples").glob(".*.tmp"):
         p.unlink(missing_ok=True)
         done.append(f"removed {p}")
     leftovers = [*out.glob(".ema.tmp-*"), *out.glob(".ema.old-*")]
@@ -161,7 +143,7 @@ def _trim_metrics(out: Path, step: int) -> None:
             continue
         if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or rec["step"] <= step:
             keep.append(line)
-    _atomic_write_text(path, "".join(f"{x}\n" for x in keep))
+    write_text(path, "".join(f"{x}\n" for x in keep))
 
 
 def save_checkpoint(
@@ -205,36 +187,22 @@ def save_checkpoint(
     tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     meta = {"step": step, "param_groups": osd["param_groups"], "config": cfg.to_dict(), **extra}
     final = ckdir / f"step-{step:08d}"
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.tmp-", dir=ckdir))
-    except OSError as e:
+
+    def fill(tmp: Path) -> None:
+        save_file(tensors, str(tmp / STATE_FILES[0]))
+        (tmp / STATE_FILES[1]).write_text(json.dumps(meta, indent=1))
+
+    try:  # the same step again (e.g. interrupted right after a resume) is swapped in, never deleted first
+        replace_dir(final, fill)
+    except (OSError, SafetensorError) as e:  # the previous folder (if any) is back as it was
         raise _write_error(e, final, kept) from e
     try:
-        os.chmod(tmp, 0o755)
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-        if final.exists():  # the same step again (e.g. interrupted right after a resume): swap, never delete first
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException as e:  # a write error, or SIGTERM / Ctrl-C in the middle: put the previous folder back
-        if old.exists() and not final.exists():
-            os.replace(old, final)
-        if isinstance(e, (OSError, SafetensorError)):
-            raise _write_error(e, final, kept) from e
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _atomic_write_text(out / "latest.json", json.dumps({"step": step, "path": final.name}))
+        write_text(out / "latest.json", json.dumps({"step": step, "path": final.name}))
     except OSError as e:
         raise _write_error(e, out / "latest.json", kept) from e
     for stale in sorted(ckdir.glob("step-*"))[: -max(1, cfg.train.keep_checkpoints)]:
         try:
-            _remove_dir(stale)
+            remove_dir(stale)
         except OSError:
             pass  # pruning is housekeeping; the next checkpoint tries again
     try:
@@ -373,10 +341,7 @@ def save_sample_grid(path: Path, batch: dict, generated: torch.Tensor, n: int = 
         for i in range(min(n, generated.shape[0]))
     ]
     grid = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()  # (H*n, 3W, 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(grid).save(tmp)
-    os.replace(tmp, path)
+    write_file(path, lambda tmp: Image.fromarray(grid).save(tmp, format="PNG"))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -448,7 +413,7 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         for msg in recover_run(out):
             print(f"recovered an interrupted write: {msg}", file=sys.stderr)
-        _atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))
+        write_text(out / "config.yaml", _yaml(cfg.to_dict()))
 
     torch.manual_seed(tc.seed + rank)
     model = build_model(cfg.model).to(device)

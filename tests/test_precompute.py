@@ -66,8 +66,8 @@ def test_read_only_checkpoint_uses_the_user_cache(ckpt, cache, tmp_path, monkeyp
     ro = tmp_path / "ro"
     shutil.copytree(ckpt, ro, ignore=shutil.ignore_patterns("explorer"))
     model = api.load_model(str(ro))
-    writable = precompute._writable
-    monkeypatch.setattr(precompute, "_writable", lambda d: ro not in d.parents and d != ro and writable(d))
+    writable = precompute.is_writable
+    monkeypatch.setattr(precompute, "is_writable", lambda d: ro not in d.parents and d != ro and writable(d))
     a = precompute.load_or_compute(model, n_examples=4, n_map=32)
     assert a.folder == cache / a.fingerprint and not (ro / "explorer").exists()
     assert precompute.load_or_compute(model, n_examples=4, n_map=32).folder == a.folder
@@ -76,6 +76,35 @@ def test_read_only_checkpoint_uses_the_user_cache(ckpt, cache, tmp_path, monkeyp
         assert os.access(ro, os.W_OK) or not writable(ro / "explorer")
     finally:
         os.chmod(ro, stat.S_IRWXU)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_a_failure_during_the_folder_swap_keeps_the_previous_assets(ckpt, cache, monkeypatch, fail_at):
+    """A failure at either rename of the swap (old folder aside, new folder in) leaves the previous assets folder in
+    place, complete, with no hidden leftovers (the swap once lost the folder when the second rename failed)."""
+    import errno
+
+    model = api.load_model(str(ckpt))
+    a = precompute.load_or_compute(model, n_examples=4, n_map=32)
+    folder = a.folder
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real, calls = os.replace, []
+
+    def replace(src, dst, *args, **kw):
+        if os.path.basename(str(dst)) == folder.name or os.path.basename(str(src)) == folder.name:
+            calls.append(dst)
+            if len(calls) == fail_at:
+                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, *args, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    a.named_labels = ["changed"] * len(a.named_labels)
+    with pytest.raises(OSError):
+        precompute.save_assets(a, folder, a.fingerprint)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}")]
+    assert precompute.load_assets(folder, a.fingerprint) is not None
 
 
 def test_hub_snapshots_are_never_written():
