@@ -30,8 +30,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .atomic import write_file
 from . import api
+from .atomic import write_file
 
 OOD_VERSION = 1
 FILE_NAME = "ood.safetensors"
@@ -268,7 +268,7 @@ def measure_parts(
 
 def describe_data(model) -> tuple[str, str]:
     """(what the checkpoint knows, what it draws instead) in plain words, from its training config."""
-    cfg = getattr(model, "full_config", None)
+    cfg = model.full_config
     dataset = cfg.data.dataset if cfg is not None else "world"
     if dataset == "world":
         return "procedural rooms: a floor, a wall and one object (cube, cylinder, sphere or capsule)", "room"

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import tiny_folder_cfg
 
-from soda import api, precompute
+from soda import api, latent_map, precompute
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from test_app_api import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
@@ -129,7 +129,7 @@ def test_label_direction_finds_the_informative_axis():
     torch.manual_seed(0)
     Z = torch.randn(600, 5)
     y = Z[:, 3] > 0.2  # only axis 3 carries the label
-    d = precompute.label_direction(Z, y)
+    d = latent_map.label_direction(Z, y)
     assert d[3] > 0 and d[3].abs() / d.norm() > 0.95
     assert d.norm().item() == pytest.approx(1.0, rel=0.15)  # one std of Z along it
 
@@ -138,7 +138,7 @@ def test_named_directions_per_factor_and_per_shape_class():
     torch.manual_seed(1)
     Z = torch.randn(400, 6)
     f = torch.stack([(Z[:, 0] * 3 + 5).clamp(0, 9).round(), torch.randint(0, 4, (400,)).float()], 1).long()
-    dirs, labels = precompute.named_directions(Z, f, ["floor_hue", "shape"])
+    dirs, labels = latent_map.named_directions(Z, f, ["floor_hue", "shape"])
     assert labels == ["floor_hue +", "shape: cube", "shape: cylinder", "shape: sphere", "shape: capsule"]
     assert dirs.shape == (5, 6) and dirs[0, 0] / dirs[0].norm() > 0.9
 
@@ -146,7 +146,7 @@ def test_named_directions_per_factor_and_per_shape_class():
 def test_ood_distance_separates_far_latents():
     torch.manual_seed(2)
     Z = torch.randn(500, 8) * torch.linspace(0.1, 2.0, 8)
-    mean, prec, dist = precompute.ood_model(Z)
+    mean, prec, dist = latent_map.ood_model(Z)
     thr = torch.quantile(dist, 0.99)
     assert (dist <= thr).float().mean() >= 0.99
     far = mean + torch.full((8,), 10.0)
@@ -157,10 +157,10 @@ def test_ood_distance_separates_far_latents():
 def test_principal_axes_are_orthonormal_with_fixed_signs():
     torch.manual_seed(3)
     Z = torch.randn(300, 6) @ torch.randn(6, 6)
-    mean, axes = precompute.principal_axes(Z, 4)
+    mean, axes = latent_map.principal_axes(Z, 4)
     assert torch.allclose(axes @ axes.T, torch.eye(4), atol=1e-5)
     assert (axes.gather(1, axes.abs().argmax(1, keepdim=True)) > 0).all()
-    _, again = precompute.principal_axes(Z.flip(0), 4)
+    _, again = latent_map.principal_axes(Z.flip(0), 4)
     assert torch.allclose(axes, again, atol=1e-4)
 
 

@@ -12,7 +12,8 @@ import torch
 
 from soda.config import SODAConfig
 from soda.data.streams import make_stream
-from soda.train import TrainingDiverged, held_out_loss, main, train
+from soda.train import TrainingDiverged, main, train
+from soda.training.samples import held_out_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 

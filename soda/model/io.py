@@ -20,6 +20,11 @@ CONFIG_NAME = "config.json"
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 
+def is_hub_id(s: str) -> bool:
+    """Whether ``s`` has the form of a hub repo id (``owner/name``, no ``..``): the one test, for the app too."""
+    return bool(HUB_ID.fullmatch(s)) and ".." not in s
+
+
 class CheckpointMixin:
     """save_pretrained / from_pretrained for modules built as ``cls(cfg.model)``, and the properties every model of
     this project shares (it sets ``cfg``, ``enc_rays`` and ``dec_rays``).
@@ -117,7 +122,7 @@ def _build_and_load(builder, cfg: SODAConfig, folder: Path, map_location: str) -
         raise ConfigError(f"{folder / CONFIG_NAME}: describes a model that cannot be built ({e})") from None
     _check_header(file, shapes)
     model = builder(cfg.model)
-    _load_weights(model, file, map_location)
+    _load_file(model, file, map_location)
     model.full_config = cfg
     model.checkpoint_dir = folder
     return model.eval()
@@ -146,7 +151,7 @@ def _check_names(file: Path, own: dict[str, tuple], have: dict[str, tuple]) -> N
         )
 
 
-def _load_weights(model: torch.nn.Module, file: Path, map_location: str) -> None:
+def _load_file(model: torch.nn.Module, file: Path, map_location: str) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -157,6 +162,14 @@ def _load_weights(model: torch.nn.Module, file: Path, map_location: str) -> None
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     _check_names(file, own, {k: tuple(v.shape) for k, v in state.items()})
     model.load_state_dict(state)
+
+
+def load_weights(model: torch.nn.Module, path_or_id: str | os.PathLike, map_location: str = "cpu") -> Path:
+    """Load the weights of a checkpoint (folder or hub id) into ``model``, which must have the checkpoint's
+    architecture (a ConfigError names the mismatch otherwise): e.g. ``train.init_from``. -> the checkpoint folder."""
+    folder = resolve_checkpoint(path_or_id)
+    _load_file(model, folder / WEIGHTS_NAME, map_location)
+    return folder
 
 
 def recover_interrupted_save(path: str | os.PathLike) -> None:
@@ -189,7 +202,7 @@ def resolve_checkpoint(path_or_id: str | os.PathLike, max_hub_bytes: int | None 
     if exists:
         raise ConfigError(f"{p}: expected a checkpoint folder (with {CONFIG_NAME} and {WEIGHTS_NAME}), got a file")
     s = str(path_or_id)
-    if not HUB_ID.fullmatch(s) or ".." in s:
+    if not is_hub_id(s):
         shown = s if len(s) <= 200 else s[:200] + "..."
         raise ConfigError(f"checkpoint '{shown}' not found: not a local folder and not a valid hub id (owner/name)")
     try:
