@@ -189,17 +189,8 @@ def compute_assets(
     )
 
 
-_TENSORS = (
-    "example_latents",
-    "section_dirs",
-    "named_dirs",
-    "map_latents",
-    "pca_mean",
-    "pca_axes",
-    "map_pca",
-    "ood_mean",
-    "ood_precision",
-)
+_TENSORS = ("example_latents", "section_dirs", "named_dirs", "map_latents", "pca_mean", "pca_axes", "map_pca")
+_TENSORS += ("ood_mean", "ood_precision")
 
 
 def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
@@ -254,17 +245,8 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
             t = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError):
         return None
-    keys = (
-        "example_captions",
-        "named_labels",
-        "factor_names",
-        "ood_threshold",
-        "ood_typical",
-        "camera",
-        "format",
-        "version",
-        "fingerprint",
-    )
+    keys = ("example_captions", "named_labels", "factor_names", "ood_threshold", "ood_typical", "camera")
+    keys += ("format", "version", "fingerprint")
     return ExplorerAssets(
         examples=t["examples"].numpy(),
         **{k: t[k] for k in _TENSORS},
