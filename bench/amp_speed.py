@@ -6,7 +6,7 @@ Variants: fp32 NCHW, fp32 channels_last, bf16 autocast channels_last (and, with 
 fp32 channels_last model; inductor on CPU needs a C++ compiler and takes a minute to warm up). One training step =
 forward + v-prediction loss + backward + AdamW, batch from the preset's stream. Variants take turns, one step each,
 so that other load on the machine falls on all alike; the figure is the median. Prints img/s, the ratio against fp32
-channels_last, and what ``train.amp=auto`` chooses on this machine (``soda.train.resolve_amp``).
+channels_last, and what ``train.amp=auto`` chooses on this machine (``soda.training.setup.resolve_amp``).
 
 Measured (2026-12-01, idle-ish 2-core AMD EPYC with AVX512-BF16, no AMX, by the same round-robin procedure in a
 one-off script before this file existed: 6 timed rounds, t uniform): fp32 NCHW 86.5, fp32 channels_last 105.2, bf16
@@ -33,7 +33,8 @@ def main() -> None:
     from soda.config import SODAConfig
     from soda.data.streams import make_stream
     from soda.model import build_model
-    from soda.train import _to, batch_loss, cpu_has_amx_bf16, resolve_amp
+    from soda.train import _to
+    from soda.training.setup import cpu_has_amx_bf16, resolve_amp
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", default="world32-cpu")
@@ -67,7 +68,7 @@ def main() -> None:
         for k, (net, opt, b, bf) in variants.items():
             t0 = time.perf_counter()
             with torch.autocast("cpu", dtype=torch.bfloat16) if bf else nullcontext():
-                loss = batch_loss(net, "soda", b, d.schedule, d.prediction, g, t_sampling=d.t_sampling_kwargs())
+                loss = net(b, g, t_sampling=d.t_sampling_kwargs())
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     from app.map_panel import figure_json
     from app.uploads import read_image
     from app.views_panel import ORBIT_STEPS
-    from soda import api, precompute
+    from soda import api
+    from soda.latent_map import principal_axes
 
     ex = Explorer(ckpt)
     t = time.perf_counter()
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     F5 = m.assets.map_factors.repeat(reps, 1)[:5000] if m.assets.map_factors is not None else None
 
     def pca_map(i: int) -> None:
-        mean, axes = precompute.principal_axes(Z5, 8)
+        mean, axes = principal_axes(Z5, 8)
         big = dataclasses.replace(
             m.assets, map_latents=Z5, map_factors=F5, pca_mean=mean, pca_axes=axes, map_pca=(Z5 - mean) @ axes[:2].T
         )

@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from ood_images import non_scene_images
 
     from soda import api, ood, precompute
+    from soda.held_out import held_out, image_keys
 
     t0 = time.time()
     model = api.load_model(a.checkpoint)
@@ -74,10 +75,10 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     seed = int(assets.meta.get("seed", 0))
-    scenes = precompute._held_out(model, a.n_scenes, seed + BENCH_SEED)["images"]
-    used = set(precompute._image_keys(precompute._held_out(model, det.meta["n_fit"], seed + 1)["images"]))
-    used |= set(precompute._image_keys(precompute._held_out(model, det.meta["n_calib"], seed + 2)["images"]))
-    keep = [i for i, k in enumerate(precompute._image_keys(scenes)) if k not in used]
+    scenes = held_out(model, a.n_scenes, seed + BENCH_SEED)["images"]
+    used = set(image_keys(held_out(model, det.meta["n_fit"], seed + 1)["images"]))
+    used |= set(image_keys(held_out(model, det.meta["n_calib"], seed + 2)["images"]))
+    keep = [i for i, k in enumerate(image_keys(scenes)) if k not in used]
     dropped = scenes.shape[0] - len(keep)
     scenes = scenes[keep]
     others = non_scene_images(model.res)

@@ -6,15 +6,11 @@ import os
 # else are up to 60x slower on small convolutions. Passive waiting costs nothing when the machine is idle.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+from .api import load_model
 from .config import ConfigError, SODAConfig
 from .model import SODA
 
 __version__ = "0.1.0"
-
-
-def load_model(path_or_id: str, device: str = "cpu") -> SODA:
-    """Load a checkpoint folder (model.safetensors + config.json) or hub id; EMA inference weights, eval mode."""
-    return SODA.from_pretrained(path_or_id, map_location=device)
 
 
 __all__ = ["SODA", "ConfigError", "SODAConfig", "load_model", "__version__"]

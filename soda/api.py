@@ -15,14 +15,12 @@ otherwise).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from .diffusion import SAMPLERS, to_eps
-from .diffusion.schedule import alpha_bar
+from .diffusion import SAMPLERS
 from .model import SODA
 
 
@@ -93,39 +91,21 @@ def decode(
     sampler: str = "ddim",
     guidance: float | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
+    per_row_noise: bool = False,
 ) -> torch.Tensor:
-    """z (B, z_dim) -> images (B,3,H,W) in [-1,1]. Noise is fixed by ``seed`` (the same for every row)."""
+    """z (B, z_dim) -> images (B,3,H,W) in [-1,1], for any model kind (``model.decode``). The noise is fixed by
+    ``seed``: the same for every row (so each row's image is independent of the batch: frames of a traversal or an
+    orbit differ only by z or camera), or, with ``per_row_noise``, row i of randn(B,3,H,W) (for reconstructions of
+    different images). ``guidance`` w (default: the checkpoint's) gives eps_c + w (eps_c - eps_u)."""
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
-    dev = _device(model)
-    z = z.to(dev, torch.float32)
-    b, res = z.shape[0], model.res
-    steps = steps or model.cfg.diffusion.sample_steps
-    w = model.cfg.diffusion.guidance if guidance is None else guidance
+    b = z.shape[0]
     if rays is None:
         rays = camera_rays(model, camera, b)
     elif rays.shape[0] == 1 and b > 1:
         rays = rays.expand(b, -1, -1, -1)
-    zs = model.sections(z)
-    null = model.null_sections(b)
-    sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
-
-    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ab = alpha_bar(t, sched).to(dev)
-        if not w:
-            return to_eps(model.denoise(x_t, t, zs, rays), x_t, ab, pred)
-        both = model.denoise(
-            torch.cat([x_t, x_t]),
-            torch.cat([t, t]),
-            torch.cat([zs, null]),
-            None if rays is None else torch.cat([rays, rays]),
-        )
-        e_c, e_u = to_eps(both, torch.cat([x_t, x_t]), torch.cat([ab, ab]), pred).chunk(2)
-        return e_c + w * (e_c - e_u)  # latent classifier-free guidance
-
-    g = torch.Generator().manual_seed(int(seed))
-    noise = torch.randn(1, 3, res, res, generator=g).expand(b, -1, -1, -1).contiguous().to(dev)
-    return SAMPLERS[sampler](denoise, noise, steps, sched, callback=callback).cpu()
+    kw = {"steps": steps, "seed": seed, "sampler": sampler, "guidance": guidance, "callback": callback}
+    return model.decode(z, rays, per_row_noise=per_row_noise, **kw).cpu()
 
 
 def reconstruct(model: SODA, images: torch.Tensor, camera: Camera | None = None, **kw) -> torch.Tensor:
@@ -195,17 +175,15 @@ def section_slices(model: SODA) -> list[slice]:
 def section_directions(model: SODA, Z: torch.Tensor, n_components: int = 3) -> list[list[torch.Tensor]]:
     """Per section, its top principal directions over latents Z (N, z_dim), each a full (z_dim,) vector scaled to
     one standard deviation of the data along it. -> [section][component] (z_dim,)."""
+    from .latent_map import pca
+
     out = []
-    Zc = Z.double() - Z.double().mean(0)
     for sl in section_slices(model):
-        X = Zc[:, sl]
-        _, S, Vh = torch.linalg.svd(X, full_matrices=False)
-        std = S / math.sqrt(max(1, X.shape[0] - 1))
+        _, axes, std = pca(Z[:, sl], n_components)  # sign: largest entry positive
         comps = []
-        for c in range(min(n_components, Vh.shape[0])):
-            v = Vh[c] * (1.0 if Vh[c][Vh[c].abs().argmax()] >= 0 else -1.0)  # deterministic sign
+        for c in range(axes.shape[0]):
             full = torch.zeros(Z.shape[1], dtype=torch.float64)
-            full[sl] = v * std[c]
+            full[sl] = axes[c] * std[c]
             comps.append(full.float())
         out.append(comps)
     return out
@@ -275,6 +253,14 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B,3,H,W) in [-1,1] -> (B,H,W,3) uint8."""
     x = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return x.permute(0, 2, 3, 1).cpu().numpy()
+
+
+def tile_rows(columns: Sequence[torch.Tensor]) -> np.ndarray:
+    """Columns of images, each (N,3,H,W) in [-1,1] -> one (N*H, len(columns)*W, 3) uint8 picture: row i shows image
+    i of every column side by side."""
+    cols = [to_uint8(c) for c in columns]  # each (N, H, W, 3)
+    n, h, w, _ = cols[0].shape
+    return np.concatenate(cols, axis=2).reshape(n * h, len(cols) * w, 3)
 
 
 def from_uint8(images: np.ndarray) -> torch.Tensor:

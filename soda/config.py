@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from .diffusion import PREDICTIONS, SCHEDULES, T_SAMPLING
+from .registry import MODEL_KINDS
+
 FORMAT_VERSION = 1
 PRESET_DIR = Path(__file__).parent / "configs"
 
@@ -192,7 +195,7 @@ class SODAConfig:
 
     def validate(self) -> None:
         m, lat, u = self.model, self.model.latent, self.model.unet
-        _check(m.kind in ("soda", "vae", "ae"), "model.kind", "must be soda, vae or ae")
+        _check(m.kind in MODEL_KINDS, "model.kind", f"must be {_one_of(MODEL_KINDS)}")
         _check(m.beta >= 0, "model.beta", "must be >= 0")
         _check(m.res in (16, 32, 64, 128, 256), "model.res", "must be one of 16, 32, 64, 128, 256")
         _check(self.data.res == m.res, "data.res", f"must equal model.res ({m.res})")
@@ -220,14 +223,10 @@ class SODAConfig:
         _check(u.num_res_blocks >= 1, "model.unet.num_res_blocks", "must be >= 1")
         _check(self.model.encoder.base_channels % 8 == 0, "model.encoder.base_channels", "must be a multiple of 8")
         d = m.diffusion
-        _check(
-            d.schedule in ("inverted_cosine", "cosine", "linear"),
-            "model.diffusion.schedule",
-            "must be inverted_cosine, cosine or linear",
-        )
-        _check(d.prediction in ("eps", "v"), "model.diffusion.prediction", "must be 'eps' or 'v'")
+        _check(d.schedule in SCHEDULES, "model.diffusion.schedule", f"must be {_one_of(SCHEDULES)}")
+        _check(d.prediction in PREDICTIONS, "model.diffusion.prediction", f"must be {_one_of(PREDICTIONS, quote=True)}")
         _check(d.sample_steps >= 1 and d.preview_steps >= 1, "model.diffusion.sample_steps", "must be >= 1")
-        _check(d.t_sampling in ("uniform", "low_snr"), "model.diffusion.t_sampling", "must be uniform or low_snr")
+        _check(d.t_sampling in T_SAMPLING, "model.diffusion.t_sampling", f"must be {_one_of(T_SAMPLING)}")
         _check(d.t_shift >= 1, "model.diffusion.t_shift", "must be >= 1 (the SNR is divided by it)")
         _check(
             0 <= d.t_shift_share and 0 <= d.t_one_share and d.t_shift_share + d.t_one_share <= 1,
@@ -286,6 +285,12 @@ class SODAConfig:
 # ----------------------------------------------------------------------------------------------------------------
 # Helpers: building dataclasses from dicts with clear errors, overrides
 # ----------------------------------------------------------------------------------------------------------------
+
+
+def _one_of(choices: tuple[str, ...], quote: bool = False) -> str:
+    """("a", "b", "c") -> "a, b or c" (quoted with ``quote``)."""
+    c = [f"'{x}'" if quote else x for x in choices]
+    return c[0] if len(c) == 1 else f"{', '.join(c[:-1])} or {c[-1]}"
 
 
 def _check(ok: bool, name: str, msg: str) -> None:

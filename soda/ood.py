@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from . import api
+from .atomic import write_file
 
 OOD_VERSION = 1
 FILE_NAME = "ood.safetensors"
@@ -211,15 +211,7 @@ class OODDetector:
             "steps": self.steps,
             "seed": self.seed,
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            save_file(tensors, str(tmp), metadata={"ood": json.dumps(meta)})
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return write_file(path, lambda tmp: save_file(tensors, str(tmp), metadata={"ood": json.dumps(meta)}))
 
     @classmethod
     def load(cls, path: Path, fingerprint: str | None = None) -> OODDetector | None:
@@ -276,7 +268,7 @@ def measure_parts(
 
 def describe_data(model) -> tuple[str, str]:
     """(what the checkpoint knows, what it draws instead) in plain words, from its training config."""
-    cfg = getattr(model, "full_config", None)
+    cfg = model.full_config
     dataset = cfg.data.dataset if cfg is not None else "world"
     if dataset == "world":
         return "procedural rooms: a floor, a wall and one object (cube, cylinder, sphere or capsule)", "room"

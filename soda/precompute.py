@@ -18,7 +18,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,15 +26,17 @@ import numpy as np
 import torch
 
 from . import api
+from .atomic import is_writable, replace_dir
+from .held_out import held_out, held_out_data, image_keys  # noqa: F401 (held_out_data: the name app/ reads)
+from .latent_map import TSNE_NAME, named_directions, ood_model, principal_axes, tsne_fingerprint, tsne_map
+from .model.io import WEIGHTS_NAME
 from .ood import FILE_NAME as OOD_NAME
 from .ood import OODDetector
 
 ASSETS_VERSION = 1
 ASSETS_NAME = "assets.safetensors"
 META_NAME = "assets.json"
-TSNE_NAME = "tsne.safetensors"
 N_PCA = 8  # principal axes of the map kept for projection
-SHRINK = 0.1  # covariance shrinkage towards a scaled identity for the OOD distance
 
 Progress = Callable[[float, str], None]
 
@@ -85,7 +86,7 @@ class ExplorerAssets:
 def weights_fingerprint(checkpoint_dir: Path) -> str:
     """sha256 (first 16 hex digits) of the checkpoint's model.safetensors."""
     h = hashlib.sha256()
-    with open(Path(checkpoint_dir) / "model.safetensors", "rb") as f:
+    with open(Path(checkpoint_dir) / WEIGHTS_NAME, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()[:16]
@@ -104,197 +105,12 @@ def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
     return out
 
 
-def _writable(folder: Path) -> bool:
-    if "snapshots" in folder.parts and any(p.startswith("models--") for p in folder.parts):
-        return False  # never write into the hub cache's snapshot folders
-    target = folder
-    while not target.exists() and target != target.parent:
-        target = target.parent  # the first existing ancestor decides (the cache root may not exist yet)
-    return os.access(target, os.W_OK)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Held-out data of a checkpoint
-# ------------------------------------------------------------------------------------------------------------
-
-
-def held_out_data(model, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor | None, list[str], dict | None, list]:
-    """n held-out images of the checkpoint's data -> (images (n,3,H,W) in [-1,1], factors (n,F) or None, captions,
-    camera, factor names). World data is rendered from the test split and the default camera (the camera uploads are
-    assumed to have); an image folder gives a seeded random subset of its held-out files (``split="test"``, which
-    training never reads), other file datasets of all their images. ``held_out_info`` says which."""
-    d = _held_out(model, n, seed)
-    return d["images"], d["factors"], d["captions"], d["camera"], d["names"]
-
-
-def _held_out(model, n: int, seed: int) -> dict:
-    """held_out_data's values as a dict, plus 'classes' ({factor: {value: class name}} for categorical factors) and
-    'held_out' (False when the images are not held out: a folder without held-out files, a checkpoint trained before
-    folders had a split, or a data set without a split)."""
-    cfg = getattr(model, "full_config", None)
-    dataset = cfg.data.dataset if cfg is not None else "world"
-    if dataset == "world":
-        from .data import world
-
-        g = torch.Generator().manual_seed(seed)
-        factors = world.sample_factors(n, g, split="test")
-        cam = dict(world.DEFAULT_CAMERA)
-        images = world.FixedCameraRenderer(model.res, cam)(factors) * 2 - 1
-        return {
-            "images": images,
-            "factors": factors,
-            "captions": [world.caption(f) for f in factors],
-            "camera": cam if model.uses_cameras else None,
-            "names": list(world.FACTOR_NAMES),
-            "classes": {"shape": dict(enumerate(world.SHAPE_NAMES))},
-            "held_out": True,
-        }
-    from .data.streams import EmptySplitError, held_out, image_source
-
-    try:
-        try:
-            source = image_source(cfg, "test")
-            honest = held_out(source) and _trained_with_split(model)
-        except EmptySplitError:
-            source, honest = image_source(cfg, "all"), False
-        total = len(source)
-    except Exception as e:  # the data is not on this machine
-        raise FileNotFoundError(
-            f"this checkpoint has no explorer assets and its training data ({dataset}: '{cfg.data.path}') "
-            f"is not available to compute them ({type(e).__name__}: {e})"
-        ) from None
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(total, generator=g)[: min(n, total)].tolist()
-    items = [source[i] for i in idx]
-    images = torch.stack([it["image"] for it in items])
-    key = "factors" if "factors" in items[0] else "labels" if "labels" in items[0] else None
-    factors = torch.stack([torch.as_tensor(it[key]).long().reshape(-1) for it in items]) if key else None
-    names = []
-    if factors is not None:
-        for attr in ("factor_names", "label_names", "attribute_names", "names"):
-            got = getattr(source, attr, None)
-            if got is not None and len(got) == factors.shape[1]:
-                names = [str(x) for x in got]
-                break
-        names = names or [f"factor_{i}" for i in range(factors.shape[1])]
-    rel = getattr(source, "relpaths", None)
-    captions = [rel[i] if rel is not None else f"#{i}" for i in idx]
-    if factors is not None and rel is not None:
-        captions = [
-            f"{c} ({', '.join(f'{k}={_value_name(source, k, int(v))}' for k, v in zip(names, f.tolist()))})"
-            for c, f in zip(captions, factors, strict=True)
-        ]
-    classes = {}
-    for j, name in enumerate(names):
-        if getattr(source, "label_kinds", {}).get(name) == "categorical":
-            values = sorted(set(source.labels[:, j].tolist())) if source.labels is not None else []
-            classes[name] = {v: _value_name(source, name, v) for v in values}
-    return {
-        "images": images,
-        "factors": factors,
-        "captions": captions,
-        "camera": None,
-        "names": names,
-        "classes": classes,
-        "held_out": honest,
-    }
-
-
-def _value_name(source, name: str, v: int) -> str:
-    """A label value's name: the class name of a mapped CSV column, else the integer itself."""
-    cls = getattr(source, "label_classes", {}).get(name)
-    return str(cls[v]) if cls is not None and 0 <= v < len(cls) else str(v)
-
-
-def _trained_with_split(model) -> bool:
-    """Whether the checkpoint was trained with folder splits (its config records data.test_fraction); earlier
-    folder checkpoints trained on every file, so none of their files is held out."""
-    folder = getattr(model, "checkpoint_dir", None)
-    if folder is None:
-        return True
-    try:
-        meta = json.loads((Path(folder) / "config.json").read_text())
-        return "test_fraction" in meta["config"]["data"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return True
-
-
-def _class_names(name: str) -> list[str] | None:
-    if name == "shape":
-        from .data.world import SHAPE_NAMES
-
-        return list(SHAPE_NAMES)
-    return None
+_writable = is_writable  # the name soda.sliders and app/ import
 
 
 # ------------------------------------------------------------------------------------------------------------
 # Directions
 # ------------------------------------------------------------------------------------------------------------
-
-
-def label_direction(Z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Latents (N, z_dim) and binary labels (N,) -> the logistic-regression normal in z, scaled to one std of Z along
-    it, pointing towards the positive class. (z_dim,)"""
-    from sklearn.linear_model import LogisticRegression
-
-    X = Z.double()
-    mean, scale = X.mean(0), X.std(0).clamp(min=1e-8)
-    clf = LogisticRegression(C=1.0, max_iter=500)
-    clf.fit(((X - mean) / scale).numpy(), y.numpy().astype(int))
-    w = torch.from_numpy(clf.coef_[0]) / scale  # normal in z units: w . (z - mean) / scale
-    w = w / w.norm().clamp(min=1e-12)
-    std = ((X - mean) @ w).std()
-    return (w * std).float()
-
-
-def named_directions(
-    Z: torch.Tensor, factors: torch.Tensor, names: list[str], classes: dict[str, dict[int, str]] | None = None
-) -> tuple[torch.Tensor, list[str]]:
-    """One direction per ordered factor (upper half vs lower half of its values) and one per class of a categorical
-    factor (that class vs the rest). ``classes``: {factor: {value: class name}} for the categorical factors (default:
-    the procedural world's shape). -> ((N, z_dim), labels)."""
-    dirs, labels = [], []
-    for j, name in enumerate(names):
-        f = factors[:, j]
-        named = classes.get(name) if classes is not None else dict(enumerate(_class_names(name) or [])) or None
-        if named is not None:
-            for c, cname in named.items():
-                y = f == c
-                if 0 < int(y.sum()) < len(y):
-                    dirs.append(label_direction(Z, y))
-                    labels.append(f"{name}: {cname}")
-            continue
-        y = f > f.float().median()
-        if not y.any():  # the median is the largest value (e.g. a 0/1 label with more ones)
-            y = f >= f.float().median()
-        if 0 < int(y.sum()) < len(y):
-            dirs.append(label_direction(Z, y))
-            labels.append(f"{name} +")
-    if not dirs:
-        return torch.zeros(0, Z.shape[1]), []
-    return torch.stack(dirs), labels
-
-
-def principal_axes(Z: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, D) -> (mean (D,), k orthonormal rows (k, D)) with a deterministic sign (largest entry positive)."""
-    mean = Z.double().mean(0)
-    X = Z.double() - mean
-    evals, evecs = torch.linalg.eigh(X.T @ X)  # (D, D): cheaper than an SVD of the tall (N, D) matrix
-    Vh = evecs.flip(1).T[:k]  # rows, largest variance first
-    sign = torch.sign(Vh.gather(1, Vh.abs().argmax(1, keepdim=True)))
-    return mean.float(), (Vh * sign).float()
-
-
-def ood_model(Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(N, D) -> (mean, precision of the shrunk covariance, each row's distance (N,))."""
-    X = Z.double()
-    mean = X.mean(0)
-    C = torch.cov((X - mean).T).reshape(X.shape[1], X.shape[1])
-    d = C.shape[0]
-    C = (1 - SHRINK) * C + SHRINK * (torch.trace(C) / d).clamp(min=1e-8) * torch.eye(d, dtype=C.dtype)
-    P = torch.linalg.inv(C)
-    dist = (((X - mean) @ P) * (X - mean)).sum(1).clamp(min=0).sqrt()
-    return mean.float(), P.float(), dist.float()
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -312,15 +128,15 @@ def compute_assets(
 ) -> ExplorerAssets:
     """Encode held-out data of ``model``'s checkpoint and derive directions, the PCA map and the OOD model."""
     say = progress or (lambda f, s: None)
-    cfg = getattr(model, "full_config", None)
+    cfg = model.full_config
     world = cfg is None or cfg.data.dataset == "world"
     say(0.0, "rendering held-out examples" if world else "reading example images")
-    ex = _held_out(model, n_examples, seed)
+    ex = held_out(model, n_examples, seed)
     ex_img, ex_fac, ex_cap, camera, names = ex["images"], ex["factors"], ex["captions"], ex["camera"], ex["names"]
     say(0.05, "encoding examples")
     ex_z = api.encode(model, ex_img)
     say(0.1, f"rendering {n_map} held-out scenes for the map" if world else "reading the map's images")
-    mp = _held_out(model, n_map, seed + 1)
+    mp = held_out(model, n_map, seed + 1)
     map_img, map_fac = mp["images"], mp["factors"]
     Z = []
     bs = 128
@@ -373,17 +189,8 @@ def compute_assets(
     )
 
 
-_TENSORS = (
-    "example_latents",
-    "section_dirs",
-    "named_dirs",
-    "map_latents",
-    "pca_mean",
-    "pca_axes",
-    "map_pca",
-    "ood_mean",
-    "ood_precision",
-)
+_TENSORS = ("example_latents", "section_dirs", "named_dirs", "map_latents", "pca_mean", "pca_axes", "map_pca")
+_TENSORS += ("ood_mean", "ood_precision")
 
 
 def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
@@ -391,10 +198,8 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
     from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".explorer-tmp-", dir=folder.parent))
-    os.chmod(tmp, 0o755)
-    try:
+
+    def fill(tmp: Path) -> None:
         tensors = {k: getattr(assets, k).contiguous() for k in _TENSORS}
         tensors["examples"] = torch.from_numpy(np.ascontiguousarray(assets.examples))
         for k in ("map_factors", "example_factors"):
@@ -416,19 +221,11 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
             **assets.meta,
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
-        if folder.exists():
-            for f in folder.iterdir():  # keep the t-SNE cache when it belongs to the same weights
-                if f.name == TSNE_NAME and _tsne_fingerprint(f) == fingerprint:
-                    os.replace(f, tmp / f.name)
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-            os.replace(tmp, folder)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        tsne = folder / TSNE_NAME  # kept when it belongs to the same weights (copied: the old folder stays intact)
+        if tsne.is_file() and tsne_fingerprint(tsne) == fingerprint:
+            shutil.copy2(tsne, tmp / TSNE_NAME)
+
+    replace_dir(folder, fill)  # a failure anywhere, the swap included, leaves the previous folder as it was
     assets.folder = folder
     return folder
 
@@ -448,17 +245,8 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
             t = {k: f.get_tensor(k) for k in f.keys()}
     except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError):
         return None
-    keys = (
-        "example_captions",
-        "named_labels",
-        "factor_names",
-        "ood_threshold",
-        "ood_typical",
-        "camera",
-        "format",
-        "version",
-        "fingerprint",
-    )
+    keys = ("example_captions", "named_labels", "factor_names", "ood_threshold", "ood_typical", "camera")
+    keys += ("format", "version", "fingerprint")
     return ExplorerAssets(
         examples=t["examples"].numpy(),
         **{k: t[k] for k in _TENSORS},
@@ -488,7 +276,7 @@ def load_or_compute(
 ) -> ExplorerAssets:
     """The cached assets of ``model``'s checkpoint, computing and storing them on first use (the OOD detector is
     calibrated on ``n_calib`` held-out images, default min(512, n_map), when the cache has none)."""
-    ckpt = getattr(model, "checkpoint_dir", None)
+    ckpt = model.checkpoint_dir
     fp = weights_fingerprint(ckpt) if ckpt is not None else "unsaved"
     dirs = candidate_dirs(ckpt, fp) if ckpt is not None else []
     if not force:
@@ -497,7 +285,7 @@ def load_or_compute(
             if got is not None:
                 if got.ood is None:  # a cache from before the detector, or of an older detector: add one
                     got.ood = calibrate_ood(model, got, n_calib, progress)
-                    if _writable(d):
+                    if is_writable(d):
                         try:
                             got.ood.save(d / OOD_NAME, fp)
                         except OSError:
@@ -508,7 +296,7 @@ def load_or_compute(
     assets.fingerprint = fp
     assets.ood = calibrate_ood(model, assets, n_calib, lambda f, s: say(0.75 + 0.25 * f, s))
     for d in dirs:
-        if _writable(d):
+        if is_writable(d):
             try:
                 save_assets(assets, d, fp)
                 break
@@ -517,10 +305,6 @@ def load_or_compute(
     if progress:
         progress(1.0, "done")
     return assets
-
-
-def _image_keys(images: torch.Tensor) -> list[bytes]:
-    return [hashlib.sha1(api.to_uint8(images[i : i + 1]).tobytes()).digest() for i in range(images.shape[0])]
 
 
 def calibrate_ood(model, assets: ExplorerAssets, n_calib: int | None = None, progress: Progress | None = None):
@@ -534,13 +318,13 @@ def calibrate_ood(model, assets: ExplorerAssets, n_calib: int | None = None, pro
     n_fit = int(assets.meta.get("n_map", assets.map_latents.shape[0]))
     n_calib = int(n_calib or min(512, n_fit))
     say(0.0, "out-of-distribution detector: reading held-out images")
-    fit = _held_out(model, n_fit, seed + 1)["images"]
-    cal = _held_out(model, n_calib, seed + 2)["images"]
-    seen = set(_image_keys(fit))
-    cal = cal[[i for i, k in enumerate(_image_keys(cal)) if k not in seen]]
+    fit = held_out(model, n_fit, seed + 1)["images"]
+    cal = held_out(model, n_calib, seed + 2)["images"]
+    seen = set(image_keys(fit))
+    cal = cal[[i for i, k in enumerate(image_keys(cal)) if k not in seen]]
     if cal.shape[0] < min(n_calib, 48):  # a small data set: split what there is
         pool, first = torch.cat([fit, cal]), {}
-        for i, k in enumerate(_image_keys(pool)):
+        for i, k in enumerate(image_keys(pool)):
             first.setdefault(k, i)
         pool = pool[sorted(first.values())]
         cut = max(1, (2 * pool.shape[0]) // 3)
@@ -549,51 +333,6 @@ def calibrate_ood(model, assets: ExplorerAssets, n_calib: int | None = None, pro
     det = ood.calibrate(model, fit, fit_z, cal, progress=lambda f, msg: say(f, msg))
     det.meta["held_out"] = bool(assets.meta.get("held_out", True))
     return det
-
-
-# ------------------------------------------------------------------------------------------------------------
-# t-SNE (on demand, cached)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def _tsne_fingerprint(file: Path) -> str | None:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            return (f.metadata() or {}).get("fingerprint")
-    except (OSError, ValueError, RuntimeError):
-        return None
-
-
-def tsne_map(assets: ExplorerAssets, seed: int = 0) -> torch.Tensor:
-    """(M, 2) t-SNE of the map latents (sklearn), read from the cache folder when present, else computed and stored."""
-    from safetensors.torch import load_file, save_file
-
-    fp = assets.fingerprint
-    file = assets.folder / TSNE_NAME if assets.folder is not None else None
-    if file is not None and file.exists():
-        try:
-            if _tsne_fingerprint(file) == fp:
-                t = load_file(str(file))["tsne"]
-                if t.shape[0] == assets.map_latents.shape[0]:
-                    return t
-        except (OSError, ValueError, RuntimeError):
-            pass
-    from sklearn.manifold import TSNE
-
-    Z = assets.map_latents.double().numpy()
-    perplexity = float(min(30.0, max(2.0, (Z.shape[0] - 1) / 3.5)))
-    Y = TSNE(2, perplexity=perplexity, init="pca", random_state=seed, n_jobs=1).fit_transform(Z)
-    out = torch.from_numpy(Y).float()
-    if file is not None and _writable(file.parent):
-        tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-        try:
-            save_file({"tsne": out.contiguous()}, str(tmp), metadata={"fingerprint": fp})
-            os.replace(tmp, file)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-    return out
 
 
 # ------------------------------------------------------------------------------------------------------------

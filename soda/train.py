@@ -2,9 +2,11 @@
 
 A flat loop you can read top to bottom. Single process, or multi-process with ``torchrun --nproc_per_node N``
 (DDP; gloo on CPU, nccl on CUDA). Everything random is seeded: the batch at step s depends only on (seed, rank, s),
-and the noise/time/masking generator is saved in each checkpoint, so ``--resume`` continues bit for bit.
+and the noise/time/masking generator is saved in each checkpoint, so ``--resume`` continues bit for bit. Any model
+kind trains through the common model interface (calling the model on a batch gives its loss). The loss stays on the
+device between log and checkpoint steps: it is read back (and, with DDP, averaged over processes) only there.
 
-Run folder layout (``train.out_dir``):
+Run folder layout (``train.out_dir``; the checkpoint store is soda.training.checkpoints):
   config.yaml            the resolved config
   metrics.jsonl          one JSON line per log step
   checkpoints/step-N/    state.safetensors (model, EMA, optimizer tensors, RNG) + state.json (step, param groups)
@@ -20,13 +22,8 @@ import copy
 import errno
 import json
 import math
-import os
-import re
-import shutil
 import sys
-import tempfile
 import time
-import warnings
 from collections.abc import Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -34,398 +31,48 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from .atomic import write_text
 from .config import ConfigError, SODAConfig
 from .data.streams import make_stream
-from .diffusion import SAMPLERS, diffusion_loss, to_eps
-from .diffusion.schedule import alpha_bar
-from .model import SODA, build_model
+from .model import build_model
+from .model.io import load_weights
+from .training.checkpoints import CheckpointWriteError, load_checkpoint, recover_run, save_checkpoint, trim_metrics
+from .training.samples import held_out_loss, write_samples
+from .training.setup import make_optimizer, pick_device, resolve_amp, setup_distributed
 
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Distributed helpers
-# --------------------------------------------------------------------------------------------------------------
+class _Losses:
+    """Per-step losses kept on the device and read back in one go (one sync point per read instead of one per step).
+    ``read()`` averages them over the DDP processes (every process must call it at the same steps), checks that
+    each is finite and returns them as floats."""
 
+    def __init__(self, world: int):
+        self.world, self.pending, self.steps = world, [], []
 
-def setup_distributed(device_kind: str) -> tuple[int, int, int]:
-    """(rank, world_size, local_rank); initialises the process group when launched by torchrun."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return 0, 1, 0
-    backend = "nccl" if device_kind == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    def add(self, step: int, loss: torch.Tensor) -> None:
+        self.pending.append(loss.detach().float())
+        self.steps.append(step)
 
-
-def pick_device(cfg: SODAConfig, local_rank: int) -> torch.device:
-    want = cfg.train.device
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("config field 'train.device' is 'cuda' but no CUDA device is available")
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Checkpoints: safetensors + JSON, written into a temp folder and renamed; latest.json is updated last
-# --------------------------------------------------------------------------------------------------------------
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (disk full, no permission, ...). The previous checkpoint, latest.json and
-    ema/ are left as they were, with no temp folder."""
-
-    def __str__(self) -> str:
-        return self.strerror or super().__str__()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _remove_dir(path: Path) -> None:
-    """Delete a folder so that it disappears at once (renamed to a hidden name first): a crash part-way through the
-    deletion leaves a hidden leftover that ``recover_run`` removes, never a half-deleted checkpoint."""
-    gone = path.with_name(f".{path.name}.del-{os.getpid()}")
-    os.replace(path, gone)
-    shutil.rmtree(gone, ignore_errors=True)
-
-
-def _write_error(e: Exception, what: Path, kept: str) -> CheckpointWriteError:
-    """OSError or SafetensorError (safetensors reports write failures as 'I/O error: ... (os error N)') -> a clear
-    CheckpointWriteError naming the path."""
-    code = getattr(e, "errno", None)
-    reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    hit = re.search(r"I/O error: (.*?) \(os error (\d+)\)", str(e))
-    if hit:
-        reason, code = hit.group(1), int(hit.group(2))
-    hint = " (disk full?)" if code in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else ""
-    return CheckpointWriteError(code, f"could not write {what}: {reason}{hint}; training stopped, {kept}")
-
-
-def recover_run(out: Path) -> list[str]:
-    """Clean up after a crash (kill -9, power loss) in ``out``: hidden temp files and folders of interrupted writes
-    are removed, a checkpoint that was being replaced is put back, and ema/ is repaired. -> what was done."""
-    from .model.io import recover_interrupted_save
-
-    done = []
-    ckdir = out / "checkpoints"
-    if ckdir.is_dir():
-        for p in sorted(ckdir.glob(".step-*")):
-            name = p.name[1:].split(".", 1)[0]  # .step-00000012.old-123 -> step-00000012
-            if ".old-" in p.name and not (ckdir / name).exists():
-                os.replace(p, ckdir / name)
-                done.append(f"restored {ckdir / name}")
-            else:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                done.append(f"removed {p}")
-    for pattern in (".latest.json.*", ".config.yaml.*", ".metrics.jsonl.*"):
-        for p in out.glob(pattern):
-            p.unlink(missing_ok=True)
-            done.append(f"removed {p}")
-    for p in (out / "samples").glob(".*.tmp.png"):
-        p.unlink(missing_ok=True)
-        done.append(f"removed {p}")
-    leftovers = [*out.glob(".ema.tmp-*"), *out.glob(".ema.old-*")]
-    if leftovers:
-        recover_interrupted_save(out / "ema")
-        done.append(f"repaired {out / 'ema'}")
-    return done
-
-
-def _trim_metrics(out: Path, step: int) -> None:
-    """On resume, drop the metric records written after checkpoint ``step`` (those steps run again) and any line a
-    crash cut short, so that metrics.jsonl holds each step once."""
-    path = out / "metrics.jsonl"
-    if not path.exists():
-        return
-    keep = []
-    for line in path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(rec, dict) or not isinstance(rec.get("step"), int) or rec["step"] <= step:
-            keep.append(line)
-    _atomic_write_text(path, "".join(f"{x}\n" for x in keep))
-
-
-def save_checkpoint(
-    out: Path,
-    step: int,
-    model: SODA,
-    ema: SODA,
-    opt: torch.optim.Optimizer,
-    gen: torch.Generator,
-    cfg: SODAConfig,
-    extra: dict,
-) -> Path:
-    """Write checkpoints/step-N atomically, point latest.json at it, prune old ones, refresh ema/.
-
-    Every step can fail (disk full) or be killed without harm: the folder is written under a hidden temp name and
-    renamed, latest.json is replaced atomically after it, and ema/ is swapped atomically. A write error raises
-    ``CheckpointWriteError`` naming the path, with the previous checkpoint, latest.json and ema/ intact."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
-
-    ckdir = out / "checkpoints"
-    try:
-        prev = json.loads((out / "latest.json").read_text())["path"]
-        kept = f"the previous checkpoint {ckdir / prev} and latest.json are kept"
-    except (OSError, ValueError, KeyError, TypeError):
-        kept = "no earlier checkpoint exists"
-    try:
-        ckdir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise _write_error(e, ckdir, kept) from e
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    tensors |= {f"ema.{k}": v for k, v in ema.state_dict().items()}
-    osd = opt.state_dict()
-    for idx, st in osd["state"].items():
-        for name, v in st.items():
-            tensors[f"opt.{idx}.{name}"] = v if torch.is_tensor(v) else torch.tensor(v)
-    tensors["rng.gen"] = gen.get_state()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-    meta = {"step": step, "param_groups": osd["param_groups"], "config": cfg.to_dict(), **extra}
-    final = ckdir / f"step-{step:08d}"
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
-    try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.tmp-", dir=ckdir))
-    except OSError as e:
-        raise _write_error(e, final, kept) from e
-    try:
-        os.chmod(tmp, 0o755)
-        save_file(tensors, str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(meta, indent=1))
-        if final.exists():  # the same step again (e.g. interrupted right after a resume): swap, never delete first
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException as e:  # a write error, or SIGTERM / Ctrl-C in the middle: put the previous folder back
-        if old.exists() and not final.exists():
-            os.replace(old, final)
-        if isinstance(e, (OSError, SafetensorError)):
-            raise _write_error(e, final, kept) from e
-        raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        _atomic_write_text(out / "latest.json", json.dumps({"step": step, "path": final.name}))
-    except OSError as e:
-        raise _write_error(e, out / "latest.json", kept) from e
-    for stale in sorted(ckdir.glob("step-*"))[: -max(1, cfg.train.keep_checkpoints)]:
-        try:
-            _remove_dir(stale)
-        except OSError:
-            pass  # pruning is housekeeping; the next checkpoint tries again
-    try:
-        ema.save_pretrained(out / "ema", full_config=cfg, extra={"train": {"step": step, **extra}})
-    except (OSError, SafetensorError) as e:
-        raise _write_error(
-            e, out / "ema", f"the checkpoint {final} is complete and ema/ keeps its previous weights"
-        ) from e
-    return final
-
-
-def load_checkpoint(
-    out: Path,
-    model: SODA,
-    ema: SODA,
-    opt: torch.optim.Optimizer,
-    gen: torch.Generator,
-    folder: Path | None = None,
-) -> tuple[int, dict]:
-    """Restore the newest complete checkpoint (or the checkpoint ``folder``); returns (step, extra metadata)."""
-    from safetensors.torch import load_file
-
-    if folder is None:
-        ptr = out / "latest.json"
-        if not ptr.exists():
-            raise FileNotFoundError(f"--resume: no checkpoint in {out} (missing {ptr})")
-        info = json.loads(ptr.read_text())
-        ck = out / "checkpoints" / info["path"]
-    else:
-        ck = Path(folder)
-    meta = json.loads((ck / "state.json").read_text())
-    t = load_file(str(ck / "state.safetensors"))
-    model.load_state_dict({k[6:]: v for k, v in t.items() if k.startswith("model.")})
-    ema.load_state_dict({k[4:]: v for k, v in t.items() if k.startswith("ema.")})
-    state: dict[int, dict] = {}
-    for k, v in t.items():
-        if k.startswith("opt."):
-            _, idx, name = k.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    gen.set_state(t["rng.gen"])
-    torch.set_rng_state(t["rng.torch"])
-    if "rng.cuda" in t and torch.cuda.is_available():
-        torch.cuda.set_rng_state(t["rng.cuda"])
-    return int(meta["step"]), {k: v for k, v in meta.items() if k not in ("param_groups", "config", "step")}
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Samples: rows of source | target | generated
-# --------------------------------------------------------------------------------------------------------------
-
-
-def batch_loss(
-    net,
-    kind: str,
-    batch: dict,
-    sched: str,
-    pred: str,
-    gen: torch.Generator | None,
-    t: torch.Tensor | None = None,
-    noise: torch.Tensor | None = None,
-    t_sampling: dict | None = None,
-) -> torch.Tensor:
-    """The training objective for a batch: SODA's diffusion loss (t drawn per ``t_sampling`` unless given), or a
-    baseline's own loss. -> scalar."""
-    if kind != "soda":
-        return net(batch["src"], batch.get("src_rays"), batch.get("tgt_rays"), batch["tgt"], generator=gen)
-    return diffusion_loss(
-        lambda x_t, tt: net(x_t, tt, batch["src"], batch.get("src_rays"), batch.get("tgt_rays"), generator=gen),
-        batch["tgt"],
-        sched,
-        pred,
-        t=t,
-        noise=noise,
-        generator=gen,
-        t_sampling=t_sampling,
-    )
-
-
-@torch.no_grad()
-def generate(
-    model, batch: dict, steps: int, seed: int = 0, sampler: str = "ddim", guidance: float = 0.0
-) -> torch.Tensor:
-    """Decode the target view of ``batch`` from z of its source: -> (B,3,H,W) in [-1,1]."""
-    src = batch["src"]
-    if model.cfg.kind != "soda":
-        return model.reconstruct(model.encode(src, batch.get("src_rays")), batch.get("tgt_rays"))
-    zs = model.sections(model.encode(src, batch.get("src_rays")))
-    rays = batch.get("tgt_rays")
-    sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
-    null = model.null_sections(src.shape[0]).to(src.dtype)
-
-    def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ab = alpha_bar(t, sched).to(x_t.device)
-        eps = to_eps(model.denoise(x_t, t, zs, rays), x_t, ab, pred)
-        if guidance:
-            eps_u = to_eps(model.denoise(x_t, t, null, rays), x_t, ab, pred)
-            eps = eps + guidance * (eps - eps_u)
-        return eps
-
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(src.shape, generator=g).to(src.device)
-    return SAMPLERS[sampler](denoise, noise, steps, sched)
-
-
-@torch.no_grad()
-def held_out_loss(model, batch: dict, n_t: int = 8, seed: int = 0) -> float:
-    """Loss of ``model`` (eval mode, no masking) on a fixed batch, fixed t grid and fixed noise."""
-    was = model.training
-    model.eval()
-    kind = model.cfg.kind
-    sched, pred = model.cfg.diffusion.schedule, model.cfg.diffusion.prediction
-    g = torch.Generator().manual_seed(seed)
-    total = 0.0
-    for t_val in torch.linspace(0.05, 0.95, n_t if kind == "soda" else 1):
-        t = torch.full((batch["tgt"].shape[0],), float(t_val), device=batch["tgt"].device)
-        noise = torch.randn(batch["tgt"].shape, generator=g).to(batch["tgt"].device)
-        total += float(batch_loss(model, kind, batch, sched, pred, g, t=t, noise=noise))
-    model.train(was)
-    return total / (n_t if kind == "soda" else 1)
-
-
-def save_sample_grid(path: Path, batch: dict, generated: torch.Tensor, n: int = 8) -> None:
-    """PNG with one row per example: source | target | generated (skipped with a warning when Pillow is missing)."""
-    try:
-        from PIL import Image
-    except ImportError:
-        warnings.warn("Pillow is not installed: sample grids are not written", stacklevel=2)
-        return
-
-    def to_u8(x: torch.Tensor) -> torch.Tensor:
-        return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-
-    rows = [
-        torch.cat([to_u8(batch["src"][i]), to_u8(batch["tgt"][i]), to_u8(generated[i])], dim=2)
-        for i in range(min(n, generated.shape[0]))
-    ]
-    grid = torch.cat(rows, dim=1).permute(1, 2, 0).numpy()  # (H*n, 3W, 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    Image.fromarray(grid).save(tmp)
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The loop
-# --------------------------------------------------------------------------------------------------------------
-
-
-def cpu_has_amx_bf16() -> bool:
-    """True on x86 CPUs with AMX-BF16 tiles (Intel Sapphire Rapids and later), from /proc/cpuinfo's flags."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return "amx_bf16" in line.split()
-    except OSError:
-        pass
-    return False
-
-
-def resolve_amp(amp: str, device: torch.device) -> bool:
-    """train.amp -> use bf16 autocast? ``auto`` picks what bench/amp_speed.py measured to be faster: bf16 on CUDA and
-    on CPUs with AMX-BF16 (97 vs 84 img/s on world32); fp32 elsewhere (AVX512-BF16 alone: +7%, not worth the
-    precision; no bf16 at all: several times slower). A fixed rule per machine, never a timing taken at start-up,
-    so that a resumed run makes the same choice."""
-    if amp != "auto":
-        return amp == "bf16"
-    return device.type == "cuda" or cpu_has_amx_bf16()
-
-
-def make_optimizer(model, tc) -> torch.optim.AdamW:
-    """AdamW with two parameter groups: the rest of the model at train.lr, the z pathway (``model.z_parameters()``)
-    at train.lr x train.z_lr_mult; each group's ``lr_mult`` is applied by the loop's learning-rate schedule."""
-    z_ids = {id(p) for p in model.z_parameters()}
-    groups = [
-        {"params": [p for p in model.parameters() if id(p) not in z_ids], "lr_mult": 1.0},
-        {"params": [p for p in model.parameters() if id(p) in z_ids], "lr_mult": tc.z_lr_mult},
-    ]
-    return torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay, betas=(0.9, 0.99))
-
-
-def _to(batch: dict, device: torch.device, channels_last: bool) -> dict:
-    out = {}
-    for k, v in batch.items():
-        if torch.is_tensor(v):
-            v = v.to(device, non_blocking=True)
-            if channels_last and v.dim() == 4:
-                v = v.contiguous(memory_format=torch.channels_last)
-        out[k] = v
-    return out
+    def read(self, last_ckpt: Path | None, collective: bool = True) -> list[float]:
+        if not self.pending:
+            return []
+        vals = torch.stack(self.pending)
+        if collective and self.world > 1:
+            dist.all_reduce(vals)
+            vals /= self.world
+        out, steps = vals.tolist(), self.steps
+        self.pending, self.steps = [], []
+        for step, v in zip(steps, out, strict=True):
+            if not math.isfinite(v):
+                where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else " (no checkpoint was written yet)"
+                raise TrainingDiverged(
+                    f"loss is {v} at step {step}: training stopped{where}. Try a lower train.lr or train.grad_clip."
+                )
+        return out
 
 
 def train(
@@ -436,6 +83,7 @@ def train(
     stream: Iterator[dict] | None = None,
 ) -> dict:
     """Run training per ``cfg``; returns a summary dict. ``stop_at`` ends early (as if interrupted) at that step."""
+    # ---- processes, device, run folder ----
     tc = cfg.train
     device_kind = "cuda" if (tc.device == "cuda" or (tc.device == "auto" and torch.cuda.is_available())) else "cpu"
     rank, world, local_rank = setup_distributed(device_kind)
@@ -448,16 +96,15 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
         for msg in recover_run(out):
             print(f"recovered an interrupted write: {msg}", file=sys.stderr)
-        _atomic_write_text(out / "config.yaml", _yaml(cfg.to_dict()))
+        write_text(out / "config.yaml", _yaml(cfg.to_dict()))
 
+    # ---- model, EMA, optimizer, generator; restored on --resume ----
     torch.manual_seed(tc.seed + rank)
     model = build_model(cfg.model).to(device)
     if tc.channels_last:
         model = model.to(memory_format=torch.channels_last)
     if tc.init_from and not resume:
-        from .model.io import _load_weights, resolve_checkpoint
-
-        _load_weights(model, resolve_checkpoint(tc.init_from) / "model.safetensors", str(device))
+        load_weights(model, tc.init_from, str(device))
     ema = copy.deepcopy(model).eval().requires_grad_(False)
     opt = make_optimizer(model, tc)
     gen = torch.Generator().manual_seed(tc.seed * 1000 + rank)  # noise, t, masking
@@ -465,7 +112,7 @@ def train(
     if resume:
         step, extra = load_checkpoint(out, model, ema, opt, gen)
         if is_main:
-            _trim_metrics(out, step)
+            trim_metrics(out, step)
         extra.setdefault("images_seen", 0)
         extra.setdefault("train_seconds", 0.0)
     net = model
@@ -480,16 +127,19 @@ def train(
         print(f"train.amp=auto: {'bf16 autocast' if use_bf16 else 'fp32'} on {device.type}", file=sys.stderr)
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if use_bf16 else nullcontext
 
+    # ---- data: the training stream, a fixed held-out batch, held-out scenes for the checkpoint metrics ----
     data = stream if stream is not None else make_stream(cfg, rank=rank, world_size=world, start_step=step)
     fixed = _held_out_batch(cfg, device, quiet) if is_main and stream is None else None
-    scenes = None  # held-out scenes with object masks for the checkpoint metrics (procedural world, SODA only)
+    scenes = None  # held-out scenes with object masks (procedural world, SODA only: the z-use gap needs a sampler)
     if fixed is not None and cfg.data.dataset == "world" and cfg.model.kind == "soda" and tc.eval_scenes > 0:
         from .eval.zuse import held_out_scenes
 
         scenes = held_out_scenes(tc.eval_scenes, cfg.model.res, seed=tc.seed + 17, n_fourier=cfg.data.n_fourier)
     t_sampling = cfg.model.diffusion.t_sampling_kwargs()
-    sched, pred = cfg.model.diffusion.schedule, cfg.model.diffusion.prediction
+
+    # ---- the loop ----
     last_ckpt = None
+    pending = _Losses(world)
     losses: list[float] = []
     history: list[dict] = []
     t_start = time.time()
@@ -503,6 +153,7 @@ def train(
         bar = tqdm(total=tc.steps, initial=step, desc="train", dynamic_ncols=True, file=sys.stderr)
     try:
         while step < end:
+            # one optimizer step
             batch = _to(next(data), device, tc.channels_last)
             lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup))
             for g in opt.param_groups:
@@ -510,22 +161,11 @@ def train(
             model.mask_rate = cfg.mask_rate(extra["images_seen"])
             net.train()
             with autocast():
-                loss = batch_loss(net, cfg.model.kind, batch, sched, pred, gen, t_sampling=t_sampling)
+                loss = net(batch, gen, t_sampling=t_sampling)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if tc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
-            lval = loss.detach().float()
-            if world > 1:
-                dist.all_reduce(lval)
-                lval /= world
-            lval = float(lval)
-            if not math.isfinite(lval):
-                where = f"; last good checkpoint: {last_ckpt}" if last_ckpt else " (no checkpoint was written yet)"
-                raise TrainingDiverged(
-                    f"loss is {lval} at step {step + 1}: training stopped{where}. "
-                    "Try a lower train.lr or train.grad_clip."
-                )
             opt.step()
             decay = min(tc.ema_decay, (1 + step) / (10 + step))
             with torch.no_grad():
@@ -534,13 +174,18 @@ def train(
                 for be, b in zip(ema.buffers(), model.buffers(), strict=True):
                     be.copy_(b)
             step += 1
+            pending.add(step, loss)
             n_img = batch["tgt"].shape[0] * world
             extra["images_seen"] += n_img
             n_log += n_img
-            losses.append(lval)
             if bar is not None:
                 bar.update(1)
-            if step % tc.log_every == 0 or step == end:
+
+            # read the losses back (every process at the same steps), log
+            log_now = step % tc.log_every == 0 or step == end
+            if log_now or step % tc.ckpt_every == 0:
+                losses += pending.read(last_ckpt)
+            if log_now:
                 now = time.time()
                 ips = n_log / max(now - t_log, 1e-9)
                 rec = {
@@ -562,40 +207,27 @@ def train(
                         bar.set_postfix(loss=f"{rec['loss']:.4f}", img_s=f"{ips:.1f}", eta=f"{eta / 60:.0f}m")
                 losses.clear()
                 t_log, n_log = now, 0
+
+            # checkpoint (+ held-out metrics), samples, time limit
             timeup = tc.max_minutes and (extra["train_seconds"] + time.time() - t_start) > tc.max_minutes * 60
             if is_main and (step % tc.ckpt_every == 0 or step == end or timeup):
+                losses += pending.read(last_ckpt, collective=False)  # never save weights a NaN step produced
                 ex = dict(extra, train_seconds=extra["train_seconds"] + time.time() - t_start)
                 last_ckpt = save_checkpoint(out, step, model, ema, opt, gen, cfg, ex)
                 if fixed is not None:
-                    rec = {
-                        "step": step,
-                        "images_seen": extra["images_seen"],
-                        "val_loss": held_out_loss(ema, fixed),
-                        "elapsed_s": round(ex["train_seconds"], 1),
-                    }
-                    if scenes is not None:
-                        from .eval.zuse import scene_metrics
-
-                        rec |= {k: round(v, 3) for k, v in scene_metrics(ema, scenes, steps=20).items()}
-                        if bar is not None:
-                            bar.write(
-                                f"step {step}: held-out recon {rec['recon_psnr']:.2f} dB, object "
-                                f"{rec['recon_psnr_object']:.2f} dB, "
-                                f"z gap at t=1 (object) {rec['zgap_t1_object']:.2f} dB"
-                            )
-                    with open(out / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(rec) + "\n")
+                    _log_held_out(out, step, ema, fixed, scenes, ex, bar)
             due = tc.sample_minutes > 0 and time.time() - t_sample >= tc.sample_minutes * 60
             if is_main and fixed is not None and (step % tc.sample_every == 0 or step == end or timeup or due):
-                _write_samples(out, step, ema, fixed, cfg)
+                write_samples(out, step, ema, fixed, cfg)
                 t_sample = time.time()
             if timeup:
                 break
     except KeyboardInterrupt:
         if is_main:
+            pending.read(last_ckpt, collective=False)
             ex = dict(extra, train_seconds=extra["train_seconds"] + time.time() - t_start)
             last_ckpt = save_checkpoint(out, step, model, ema, opt, gen, cfg, ex)
-            grid = _write_samples(out, step, ema, fixed, cfg) if fixed is not None else None
+            grid = write_samples(out, step, ema, fixed, cfg) if fixed is not None else None
             print(f"\ninterrupted: checkpoint saved at step {step} in {last_ckpt}", file=sys.stderr)
             if grid is not None:
                 print(f"samples (source | target | generated): {grid}", file=sys.stderr)
@@ -608,6 +240,40 @@ def train(
     if is_main and not quiet:
         print(_stop_line(cfg, step, extra, time.time() - t_start, out, timeup, fixed is not None), file=sys.stderr)
     return {"step": step, "history": history, "out_dir": str(out), "model": model, "ema": ema}
+
+
+def _log_held_out(out: Path, step: int, ema, fixed: dict, scenes: dict | None, ex: dict, bar) -> None:
+    """Append the held-out loss of the fixed batch (and, with held-out scenes, reconstruction PSNR and the z-use
+    gap) at checkpoint ``step`` to metrics.jsonl."""
+    rec = {
+        "step": step,
+        "images_seen": ex["images_seen"],
+        "val_loss": held_out_loss(ema, fixed),
+        "elapsed_s": round(ex["train_seconds"], 1),
+    }
+    if scenes is not None:
+        from .eval.zuse import scene_metrics
+
+        rec |= {k: round(v, 3) for k, v in scene_metrics(ema, scenes, steps=20).items()}
+        if bar is not None:
+            bar.write(
+                f"step {step}: held-out recon {rec['recon_psnr']:.2f} dB, object "
+                f"{rec['recon_psnr_object']:.2f} dB, "
+                f"z gap at t=1 (object) {rec['zgap_t1_object']:.2f} dB"
+            )
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(rec) + "\n")
+
+
+def _to(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {}
+    for k, v in batch.items():
+        if torch.is_tensor(v):
+            v = v.to(device, non_blocking=True)
+            if channels_last and v.dim() == 4:
+                v = v.contiguous(memory_format=torch.channels_last)
+        out[k] = v
+    return out
 
 
 def _held_out_batch(cfg: SODAConfig, device: torch.device, quiet: bool) -> dict:
@@ -637,14 +303,6 @@ def _follow_time_limit(bar, tc, step: int, step0: int, eta: float, elapsed: floa
     bar.total = max(step, min(tc.steps, step + int(left * rate)))
     bar.refresh()
     return left
-
-
-def _write_samples(out: Path, step: int, ema, fixed: dict, cfg: SODAConfig, rows: int = 8) -> Path:
-    """samples/step-N.png: the first ``rows`` examples of the held-out batch (only those are decoded)."""
-    path = out / "samples" / f"step-{step:08d}.png"
-    part = {k: v[:rows] if torch.is_tensor(v) else v for k, v in fixed.items()}
-    save_sample_grid(path, part, generate(ema, part, steps=min(20, cfg.model.diffusion.sample_steps)), n=rows)
-    return path
 
 
 def _stop_line(cfg: SODAConfig, step: int, extra: dict, session: float, out: Path, timeup, samples) -> str:

@@ -73,9 +73,69 @@ def test_mix_sections(model):
         api.mix_sections(model, a, b, [True])
 
 
-def test_guidance_runs_and_changes_output(model):
+def _stub_network(model, cond: float, uncond: float, calls: list):
+    """A network whose output is ``cond`` everywhere for a row conditioned on z and ``uncond`` for a null row."""
+
+    def net(x_t, t, zs, rays=None):
+        calls.append(x_t.shape[0])
+        is_null = (zs == model.null_sections(zs.shape[0])).flatten(1).all(1)
+        return torch.where(is_null[:, None, None, None], uncond, cond).expand_as(x_t).to(x_t.dtype)
+
+    return net
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_guided_denoiser_gives_the_known_mix(model, prediction):
+    """eps = eps_c + w (eps_c - eps_u) exactly, in one batched network call; w = 0 calls the network once, on z."""
+    from soda.diffusion import to_eps
+    from soda.diffusion.guidance import guided_denoiser
+    from soda.diffusion.schedule import alpha_bar
+
+    b, w = 2, 1.5
+    zs = model.sections(torch.randn(b, model.z_dim))
+    x, t = torch.randn(b, 3, 16, 16), torch.full((b,), 0.7)
+    ab = alpha_bar(t, "inverted_cosine")
+    calls: list = []
+    net = _stub_network(model, 0.25, -0.5, calls)
+    eps = guided_denoiser(net, zs, model.null_sections(b), None, w, "inverted_cosine", prediction)(x, t)
+    e_c = to_eps(torch.full_like(x, 0.25), x, ab, prediction)
+    e_u = to_eps(torch.full_like(x, -0.5), x, ab, prediction)
+    assert torch.equal(eps, e_c + w * (e_c - e_u)) and calls == [2 * b]
+    if prediction == "eps":
+        assert torch.allclose(eps, torch.full_like(x, 0.25 + w * 0.75))  # 1.375, by hand
+    calls.clear()
+    plain = guided_denoiser(net, zs, model.null_sections(b), None, 0.0, "inverted_cosine", prediction)(x, t)
+    assert torch.equal(plain, e_c) and calls == [b]
+
+
+def test_decode_applies_guidance_with_the_known_answer(model, monkeypatch):
+    """One DDIM step from t = 1 returns x0 = (x - sqrt(1 - ab) eps) / sqrt(ab), clipped, with the guided eps."""
+    from soda.diffusion import to_eps
+    from soda.diffusion.schedule import alpha_bar
+
+    monkeypatch.setattr(model, "denoise", _stub_network(model, 0.02, -0.01, []))
     z = torch.randn(1, model.z_dim)
-    assert not torch.equal(api.decode(model, z, steps=3, guidance=0.0), api.decode(model, z, steps=3, guidance=2.0))
+    d = model.cfg.diffusion
+    noise = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(5))
+    ab = alpha_bar(torch.ones(1), d.schedule)
+    for w in (0.0, 2.0):
+        e_c = to_eps(torch.full_like(noise, 0.02), noise, ab, d.prediction)
+        e_u = to_eps(torch.full_like(noise, -0.01), noise, ab, d.prediction)
+        eps = e_c + w * (e_c - e_u)
+        want = ((noise - (1 - ab).sqrt() * eps) / ab.sqrt()).clamp(-1, 1)
+        got = api.decode(model, z, steps=1, seed=5, guidance=w)
+        assert torch.allclose(got, want, atol=1e-6), (w, float((got - want).abs().max()))
+
+
+def test_per_row_noise(model):
+    """Shared noise (the default): every row of a batch of one repeated z is the same image. Per-row noise: rows
+    differ, and the first row is the image decoded alone (one row gets the same noise either way)."""
+    z = torch.randn(1, model.z_dim).expand(3, -1)
+    shared = api.decode(model, z, steps=3, seed=1)
+    own = api.decode(model, z, steps=3, seed=1, per_row_noise=True)
+    assert torch.allclose(shared[0], shared[2], atol=2e-3)
+    assert (own[0] - own[2]).abs().max() > 0.05
+    assert torch.allclose(own[:1], api.decode(model, z[:1], steps=3, seed=1, per_row_noise=True), atol=2e-3)
 
 
 def test_uint8_round_trip():

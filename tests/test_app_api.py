@@ -4,7 +4,6 @@ gets a clear error while the server keeps answering."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -14,69 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import randomise_output_layer
+from helpers import N_MAP, app_error, app_server, read, upload
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-N_MAP, N_EXAMPLES = 64, 8
-
-
-# ------------------------------------------------------------------------------------------------------------
-# A tiny checkpoint and one server for the whole session (shared with test_browser.py)
-# ------------------------------------------------------------------------------------------------------------
-
-
-def make_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
-    """The `tiny` preset with random output and z-modulation weights (so that images depend on z), saved."""
-    from soda.config import SODAConfig
-    from soda.model import SODA
-
-    cfg = SODAConfig.from_yaml("tiny")
-    torch.manual_seed(seed)
-    model = SODA(cfg.model)
-    randomise_output_layer(model)
-    for blk in model.modules():
-        if getattr(blk, "z_mod", None) is not None:
-            torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
-    model.save_pretrained(folder, full_config=cfg)
-    return folder
-
-
-def measure_sliders(ckpt: Path) -> None:
-    """Precompute the checkpoint's explorer assets and measure its sliders on decoded images at toy sizes, with
-    briefly trained factor classifiers (the captions under the sliders; `python -m soda.precompute` does this)."""
-    from soda import api, precompute, sliders
-
-    model = api.load_model(str(ckpt))
-    assets = precompute.load_or_compute(model, N_EXAMPLES, N_MAP, 3)
-    quick = {"n_train": 200, "n_test": 50, "steps": 15, "batch_size": 16}
-    sliders.ensure_measured(model, assets, n_scenes=2, pc_scenes=2, strengths=(2.0,), classifier=quick)
-
-
-@functools.lru_cache(maxsize=1)
-def app_server():
-    """-> (url, explorer, demo, workdir): launched once per test session, closed at exit."""
-    import atexit
-    import tempfile
-
-    from app.explorer import Explorer
-    from app.ui import build_demo, launch_options
-
-    work = Path(tempfile.mkdtemp(prefix="soda-app-test-"))
-    os.environ["SODA_CACHE"] = str(work / "cache")
-    ckpt = make_tiny_checkpoint(work / "tiny")
-    foreign = work / "foreign"  # a folder with a config.json that is not a SODA checkpoint
-    foreign.mkdir()
-    (foreign / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
-    (foreign / "model.safetensors").write_bytes(b"not safetensors")
-    second = make_tiny_checkpoint(work / "tiny2", seed=1)
-    measure_sliders(ckpt)
-    ex = Explorer(str(ckpt), allowed=[str(second), str(foreign)], n_map=N_MAP, n_examples=N_EXAMPLES)
-    ex.get()
-    demo = build_demo(ex)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True, **launch_options())
-    atexit.register(demo.close)
-    return demo.local_url, ex, demo, work
 
 
 @pytest.fixture(scope="module")
@@ -89,22 +29,6 @@ def client(server):
     from gradio_client import Client
 
     return Client(server[0], verbose=False)
-
-
-def read(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def upload(path):
-    from gradio_client import handle_file
-
-    return handle_file(str(path))
-
-
-def app_error():
-    from gradio_client.exceptions import AppError
-
-    return AppError
 
 
 # ------------------------------------------------------------------------------------------------------------

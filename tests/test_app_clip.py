@@ -1,6 +1,6 @@
 """The Directions (CLIP) tab through the API, and the CLIP section of the evaluation report.
 
-Two in-process servers on tiny random checkpoints (see test_app_api.py): the shared one without CLIP weights (offline,
+Two in-process servers on tiny random checkpoints (see tests/helpers.py): the shared one without CLIP weights (offline,
 no spec: the status explains what to provide and everything else works), and one given a tiny randomly initialised
 open_clip model saved as a state dict and passed as ``soda-tiny-clip:PATH``. Its names are meaningless: the tests check
 mechanics (every slider gets a label, a prompt slider edits the image and replays from the recipe, the map gets a
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_app_api import N_EXAMPLES, N_MAP, app_error, app_server, make_tiny_checkpoint, read, upload
+from helpers import N_EXAMPLES, N_MAP, app_error, app_server, make_tiny_checkpoint, read, upload
 
 CLIP_ENDPOINTS = {"/clip_status", "/name_sliders", "/prompt_slider", "/map_prompt"}
 VOCAB = "object colour: a red object | a blue object\nobject size: a small object | a large object\nlight: a dark scene"

@@ -1,7 +1,7 @@
 """The explorer's API keeps its word (issue 11): arguments in the form view_api() documents are accepted, CLIP
 endpoints answer without weights, outputs are plain values with meaningful names, a refused request is one log
 line, one refusal has one wording, and an upload unlike the data gets a calibrated, plain-words warning. Driven
-through gradio_client on the shared in-process app of test_app_api.py."""
+through gradio_client on the shared in-process app of tests/helpers.py."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import zlib
 
 import numpy as np
 import pytest
+from helpers import app_error, app_server, read, upload
 from PIL import Image
-from test_app_api import app_error, app_server, read, upload
 
 
 @pytest.fixture(scope="module")

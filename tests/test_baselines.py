@@ -8,7 +8,8 @@ import torch
 from soda.config import ConfigError, SODAConfig
 from soda.data.streams import make_stream
 from soda.model import SODA, load_pretrained
-from soda.train import held_out_loss, train
+from soda.train import train
+from soda.training.samples import held_out_loss
 
 
 @pytest.mark.parametrize("kind", ["ae", "vae"])
@@ -37,7 +38,7 @@ def test_baseline_overfits_and_round_trips(kind, tmp_path):
     z = loaded.encode(batch["src"], batch["src_rays"])
     assert z.shape == (4, cfg.model.latent.z_dim)
     assert torch.equal(z, out["ema"].eval().encode(batch["src"], batch["src_rays"]))
-    img = loaded.reconstruct(z, batch["tgt_rays"])
+    img = loaded.decode(z, batch["tgt_rays"])
     assert img.shape == batch["tgt"].shape and img.abs().max() <= 1
     with pytest.raises(ConfigError, match=f"a '{kind}' checkpoint, expected soda"):
         SODA.from_pretrained(tmp_path / "ema")

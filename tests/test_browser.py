@@ -42,7 +42,7 @@ pytestmark = pytest.mark.browser
 def app():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"Debian chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from test_app_api import app_server
+    from helpers import app_server
 
     return app_server()
 

@@ -75,7 +75,7 @@ print(json.dumps(res))
 
 def _world32_checkpoint(folder: Path) -> Path:
     """The bundled checkpoint's architecture (soda/configs/world32-cpu.yaml) with random weights that make the
-    output depend on z (as test_app_api.make_tiny_checkpoint does for `tiny`)."""
+    output depend on z (as helpers.make_tiny_checkpoint does for `tiny`)."""
     from conftest import randomise_output_layer
 
     from soda.config import SODAConfig
@@ -94,7 +94,7 @@ def _world32_checkpoint(folder: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from test_app_api import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     d = tmp_path_factory.mktemp("determinism")
     ckpts = [str(make_tiny_checkpoint(d / "tiny")), str(_world32_checkpoint(d / "world32"))]

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 import huggingface_hub
 import pytest
 import torch
+from helpers import make_tiny_checkpoint
 from huggingface_hub import constants
 from huggingface_hub.hf_api import RepoSibling
-from test_app_api import make_tiny_checkpoint
 
 from app.explorer import Explorer, ExplorerError
 from soda import api

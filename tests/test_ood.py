@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from soda import api, ood, precompute
+from soda.held_out import held_out
 
 
 def toy_detector(threshold: float = 1.0) -> ood.OODDetector:
@@ -109,7 +110,7 @@ def test_save_and_load_keep_every_decision(tmp_path):
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from test_app_api import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ood") / "tiny")
 
@@ -123,7 +124,7 @@ def test_precompute_calibrates_and_stores_a_detector_that_flags_non_scenes(ckpt,
     assert det.meta["calib_false_alarms"] <= ood.FALSE_ALARM + 1e-9
     assert "procedural rooms" in det.meta["data_knows"]
     # fresh held-out scenes pass; flat colour, noise and a checkerboard do not
-    scenes = precompute._held_out(model, 8, 4321)["images"]
+    scenes = held_out(model, 8, 4321)["images"]
     assert sum(v.flagged for v in det.assess(model, scenes)) <= 2
     res = model.res
     yy, xx = np.mgrid[0:res, 0:res]

@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import tiny_folder_cfg
 
-from soda import api, precompute
+from soda import api, latent_map, precompute
 
 
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
-    from test_app_api import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny")
 
@@ -66,8 +66,8 @@ def test_read_only_checkpoint_uses_the_user_cache(ckpt, cache, tmp_path, monkeyp
     ro = tmp_path / "ro"
     shutil.copytree(ckpt, ro, ignore=shutil.ignore_patterns("explorer"))
     model = api.load_model(str(ro))
-    writable = precompute._writable
-    monkeypatch.setattr(precompute, "_writable", lambda d: ro not in d.parents and d != ro and writable(d))
+    writable = precompute.is_writable
+    monkeypatch.setattr(precompute, "is_writable", lambda d: ro not in d.parents and d != ro and writable(d))
     a = precompute.load_or_compute(model, n_examples=4, n_map=32)
     assert a.folder == cache / a.fingerprint and not (ro / "explorer").exists()
     assert precompute.load_or_compute(model, n_examples=4, n_map=32).folder == a.folder
@@ -76,6 +76,35 @@ def test_read_only_checkpoint_uses_the_user_cache(ckpt, cache, tmp_path, monkeyp
         assert os.access(ro, os.W_OK) or not writable(ro / "explorer")
     finally:
         os.chmod(ro, stat.S_IRWXU)
+
+
+@pytest.mark.parametrize("fail_at", [1, 2])
+def test_a_failure_during_the_folder_swap_keeps_the_previous_assets(ckpt, cache, monkeypatch, fail_at):
+    """A failure at either rename of the swap (old folder aside, new folder in) leaves the previous assets folder in
+    place, complete, with no hidden leftovers (the swap once lost the folder when the second rename failed)."""
+    import errno
+
+    model = api.load_model(str(ckpt))
+    a = precompute.load_or_compute(model, n_examples=4, n_map=32)
+    folder = a.folder
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    real, calls = os.replace, []
+
+    def replace(src, dst, *args, **kw):
+        if os.path.basename(str(dst)) == folder.name or os.path.basename(str(src)) == folder.name:
+            calls.append(dst)
+            if len(calls) == fail_at:
+                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, *args, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+    a.named_labels = ["changed"] * len(a.named_labels)
+    with pytest.raises(OSError):
+        precompute.save_assets(a, folder, a.fingerprint)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(f".{folder.name}")]
+    assert precompute.load_assets(folder, a.fingerprint) is not None
 
 
 def test_hub_snapshots_are_never_written():
@@ -100,7 +129,7 @@ def test_label_direction_finds_the_informative_axis():
     torch.manual_seed(0)
     Z = torch.randn(600, 5)
     y = Z[:, 3] > 0.2  # only axis 3 carries the label
-    d = precompute.label_direction(Z, y)
+    d = latent_map.label_direction(Z, y)
     assert d[3] > 0 and d[3].abs() / d.norm() > 0.95
     assert d.norm().item() == pytest.approx(1.0, rel=0.15)  # one std of Z along it
 
@@ -109,7 +138,7 @@ def test_named_directions_per_factor_and_per_shape_class():
     torch.manual_seed(1)
     Z = torch.randn(400, 6)
     f = torch.stack([(Z[:, 0] * 3 + 5).clamp(0, 9).round(), torch.randint(0, 4, (400,)).float()], 1).long()
-    dirs, labels = precompute.named_directions(Z, f, ["floor_hue", "shape"])
+    dirs, labels = latent_map.named_directions(Z, f, ["floor_hue", "shape"])
     assert labels == ["floor_hue +", "shape: cube", "shape: cylinder", "shape: sphere", "shape: capsule"]
     assert dirs.shape == (5, 6) and dirs[0, 0] / dirs[0].norm() > 0.9
 
@@ -117,7 +146,7 @@ def test_named_directions_per_factor_and_per_shape_class():
 def test_ood_distance_separates_far_latents():
     torch.manual_seed(2)
     Z = torch.randn(500, 8) * torch.linspace(0.1, 2.0, 8)
-    mean, prec, dist = precompute.ood_model(Z)
+    mean, prec, dist = latent_map.ood_model(Z)
     thr = torch.quantile(dist, 0.99)
     assert (dist <= thr).float().mean() >= 0.99
     far = mean + torch.full((8,), 10.0)
@@ -128,10 +157,10 @@ def test_ood_distance_separates_far_latents():
 def test_principal_axes_are_orthonormal_with_fixed_signs():
     torch.manual_seed(3)
     Z = torch.randn(300, 6) @ torch.randn(6, 6)
-    mean, axes = precompute.principal_axes(Z, 4)
+    mean, axes = latent_map.principal_axes(Z, 4)
     assert torch.allclose(axes @ axes.T, torch.eye(4), atol=1e-5)
     assert (axes.gather(1, axes.abs().argmax(1, keepdim=True)) > 0).all()
-    _, again = precompute.principal_axes(Z.flip(0), 4)
+    _, again = latent_map.principal_axes(Z.flip(0), 4)
     assert torch.allclose(axes, again, atol=1e-4)
 
 

@@ -184,7 +184,7 @@ def test_z_use_gap_is_large_for_a_decoder_that_reads_z_and_zero_for_one_that_doe
 
 
 def test_amp_auto_is_a_fixed_rule_per_machine(monkeypatch):
-    import soda.train as tr
+    import soda.training.setup as tr
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert tr.resolve_amp("off", cuda) is False and tr.resolve_amp("bf16", cpu) is True

@@ -7,148 +7,36 @@ must leave nothing behind in its folders (Gradio's upload cache, the explorer's 
 checkpoint folders) apart from the uploaded file itself. Accepted odd images must come out right (colours, first
 frame, EXIF rotation). The pickle in the corpus creates a sentinel file when unpickled: it must never appear.
 
-This module also holds the helpers that test_reliability_load.py and test_safety.py share (the app server of
-test_app_api.py is reused: one server per test session).
+The helpers it shares with test_reliability_load.py and test_safety.py (the one app server of a test session, the
+corpus, the folder snapshots) live in tests/helpers.py.
 """
 
 from __future__ import annotations
 
-import atexit
-import functools
 import importlib.util
-import os
 import re
-import shutil
 import struct
-import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import (
+    app_dirs,
+    app_error,
+    assert_clear_refusal,
+    corpus,
+    corpus_script,
+    leftovers,
+    new_client,
+    read,
+    server,
+    snapshot,
+    still_answering,
+    upload,
+)
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-
-# Gradio keeps uploads and outputs under GRADIO_TEMP_DIR (default /tmp/gradio, shared by every Gradio process on the
-# machine). A private folder lets these tests see exactly what the app leaves behind. Set before any server starts.
-if "GRADIO_TEMP_DIR" not in os.environ:
-    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix="soda-gradio-test-")
-    atexit.register(shutil.rmtree, os.environ["GRADIO_TEMP_DIR"], True)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# Shared helpers
-# ------------------------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=1)
-def corpus_script():
-    """scripts/make_bad_inputs.py as a module."""
-    spec = importlib.util.spec_from_file_location("make_bad_inputs", ROOT / "scripts" / "make_bad_inputs.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["make_bad_inputs"] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-@functools.lru_cache(maxsize=1)
-def corpus() -> tuple[Path, Path, dict[str, Path]]:
-    """The corpus, generated once per session -> (folder, sentinel path, {case: path})."""
-    folder = Path(tempfile.mkdtemp(prefix="soda-bad-inputs-"))
-    atexit.register(shutil.rmtree, folder, True)
-    sentinel = folder / "sentinel" / "UNPICKLED"  # created by the pickle payload if anything ever unpickles it
-    sentinel.parent.mkdir()
-    return folder, sentinel, corpus_script().make_corpus(folder / "corpus", sentinel)
-
-
-def server():
-    """(url, explorer, demo, workdir) of the shared in-process app (tests/test_app_api.py)."""
-    from test_app_api import app_server
-
-    return app_server()
-
-
-def new_client(url: str, downloads: Path):
-    """A gradio_client session whose downloads go to ``downloads`` (not into the server's cache folder). Its HTTP
-    timeout is 2 minutes (httpx's default of 5 s is shorter than an upload waits on a busy 2-core machine)."""
-    from gradio_client import Client
-
-    downloads.mkdir(parents=True, exist_ok=True)
-    return Client(
-        url, verbose=False, download_files=str(downloads), analytics_enabled=False, httpx_kwargs={"timeout": 120}
-    )
-
-
-def upload(path):
-    from gradio_client import handle_file
-
-    return handle_file(str(path))
-
-
-def app_error():
-    from gradio_client.exceptions import AppError
-
-    return AppError
-
-
-def read(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def app_dirs(srv) -> dict[str, Path]:
-    """The folders the app writes to: Gradio's cache, the explorer's downloads, the asset cache, the checkpoints."""
-    from app import media
-
-    _, ex, demo, work = srv
-    return {
-        "gradio": Path(demo.GRADIO_CACHE),
-        "downloads": media.out_dir(),
-        "assets": Path(os.environ.get("SODA_CACHE", work / "cache")),
-        "checkpoints": work,
-    }
-
-
-def snapshot(dirs: dict[str, Path]) -> dict[Path, int]:
-    files = {}
-    for d in dirs.values():
-        if d.is_dir():
-            for p in d.rglob("*"):
-                if p.is_file():
-                    files[p] = p.stat().st_size
-    return files
-
-
-def gradio_stray_tmp(p: Path, dirs: dict[str, Path]) -> bool:
-    """An empty ``tmpXXXXXXXX`` file directly in Gradio's cache: gr.File(type='filepath') preprocessing creates one
-    per request with tempfile.NamedTemporaryFile(delete=False) and never removes it (gradio 6.31,
-    components/file.py). Not written by this app; see docs/RELIABILITY.md."""
-    return p.parent == dirs["gradio"] and p.name.startswith("tmp") and p.stat().st_size == 0
-
-
-def leftovers(before: dict[Path, int], dirs: dict[str, Path], sent: list[Path]) -> list[Path]:
-    """New files since ``before`` that are neither a copy of a file the client sent (Gradio keeps uploads in its
-    cache, removed after an hour by delete_cache) nor Gradio's own stray temp file."""
-    sent_bytes = {Path(s).read_bytes() for s in sent}
-    out = []
-    for p in snapshot(dirs).keys() - before.keys():
-        if p.is_relative_to(dirs["gradio"]) and (p.read_bytes() in sent_bytes or gradio_stray_tmp(p, dirs)):
-            continue
-        out.append(p)
-    return out
-
-
-def assert_clear_refusal(err: Exception, words: str) -> str:
-    msg = str(err)
-    assert re.search(words, msg), f"message {msg!r} lacks {words!r}"
-    assert "Traceback" not in msg and 'File "' not in msg and "Unexpected error" not in msg, msg
-    return msg
-
-
-def still_answering(client) -> None:
-    info = client.predict(0, api_name="/load_example", quality="preview")[3]
-    assert "example 0" in info
-
 
 # ------------------------------------------------------------------------------------------------------------
 # Fixtures

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import new_client, read, server, upload
 from PIL import Image
-from test_reliability_inputs import new_client, read, server, upload
 
 N_CLIENTS = 32
 SEED = 7  # not used by other tests, so that no cached image from them is served

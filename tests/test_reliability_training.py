@@ -72,7 +72,8 @@ def load_state(ck: Path, full: bool = False) -> int:
     assert "rng.gen" in t and any(k.startswith("opt.") for k in t), ck
     if full:
         from soda.model import SODA
-        from soda.train import load_checkpoint, make_optimizer
+        from soda.training.checkpoints import load_checkpoint
+        from soda.training.setup import make_optimizer
 
         cfg = SODAConfig.from_dict(meta["config"])
         model, ema = SODA(cfg.model), SODA(cfg.model)
@@ -238,7 +239,7 @@ def _save_crashing_at(n: int, folder: Path, model, ema, opt, gen, cfg) -> int:
     (what kill -9 does: no except / finally block runs). The child runs no parallel torch op (saving only reads
     contiguous CPU tensors), so forking a process with torch threads is safe here. -> the child's exit code
     (0: the save finished before its n-th call)."""
-    from soda.train import save_checkpoint
+    from soda.training.checkpoints import save_checkpoint
 
     pid = os.fork()
     if pid == 0:  # the child: never returns
@@ -266,7 +267,8 @@ def test_a_crash_at_every_step_of_a_checkpoint_save(tmp_path):
     import shutil
 
     from soda.model import SODA
-    from soda.train import make_optimizer, recover_run, save_checkpoint
+    from soda.training.checkpoints import recover_run, save_checkpoint
+    from soda.training.setup import make_optimizer
 
     cfg = SODAConfig.from_yaml("tiny", [f"--train.out_dir={tmp_path}"])
     torch.manual_seed(0)
@@ -367,7 +369,8 @@ def _stream_adding_a_model_card(batch, run: Path):
 
 @pytest.mark.parametrize("where", ["state", "rename", "latest", "ema", "ema_swap"])
 def test_a_full_disk_stops_with_a_clear_message_and_keeps_the_last_checkpoint(where, tmp_path, batch, monkeypatch):
-    from soda.train import CheckpointWriteError, train
+    from soda.train import train
+    from soda.training.checkpoints import CheckpointWriteError
 
     cfg = _cfg(tmp_path)
     run = tmp_path / "run"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_reliability_inputs import (
+from helpers import (
     app_error,
     assert_clear_refusal,
     corpus,

@@ -94,7 +94,7 @@ def test_captions():
 def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
     tmp_path, monkeypatch, quick_factor_classifiers
 ):
-    from test_app_api import make_tiny_checkpoint
+    from helpers import make_tiny_checkpoint
 
     from app.loaded import make_loaded
     from soda import api, precompute

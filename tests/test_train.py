@@ -12,7 +12,8 @@ import torch
 
 from soda.config import SODAConfig
 from soda.data.streams import make_stream
-from soda.train import TrainingDiverged, held_out_loss, main, train
+from soda.train import TrainingDiverged, main, train
+from soda.training.samples import held_out_loss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -105,6 +106,24 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 4.*last good checkpoint: .*step-00000002"):
         train(cfg, stream=poisoned(), quiet=True)
     assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 2
+
+
+def test_losses_are_read_back_at_log_steps_and_a_nan_names_its_step(tmp_path):
+    """The loss stays on the device between log steps; when it is read back (step 5) a NaN of step 3 is reported as
+    step 3, and nothing was saved from the poisoned weights."""
+    cfg = _cfg(tmp_path, "--train.steps=10", "--train.log_every=5", "--train.ckpt_every=100")
+
+    def poisoned():
+        inner = make_stream(cfg)
+        for i in itertools.count():
+            b = next(inner)
+            if i == 2:
+                b["tgt"] = b["tgt"] * float("nan")
+            yield b
+
+    with pytest.raises(TrainingDiverged, match=r"loss is nan at step 3: .*no checkpoint was written yet"):
+        train(cfg, stream=poisoned(), quiet=True)
+    assert not (tmp_path / "run" / "latest.json").exists()
 
 
 def test_cli_reports_bad_config(tmp_path, capsys):

@@ -49,6 +49,7 @@ class Autoencoder(CheckpointMixin, nn.Module):
         self.cfg = cfg
         e = cfg.encoder
         self.variational = cfg.kind == "vae"
+        self.n_sections, self.section_dim = 1, cfg.latent.z_dim  # one undivided latent (SODA splits z into sections)
         self.enc_rays = cfg.ray_channels if e.use_rays else 0
         self.dec_rays = cfg.ray_channels if cfg.unet.use_rays else 0
         out = cfg.latent.z_dim * (2 if self.variational else 1)
@@ -72,18 +73,28 @@ class Autoencoder(CheckpointMixin, nn.Module):
         """(B,3,H,W) -> z (B, z_dim): the posterior mean for the VAE."""
         return self._stats(x, rays)[0]
 
-    def reconstruct(self, z: torch.Tensor, rays: torch.Tensor | None = None) -> torch.Tensor:
-        return self.decoder(z, rays)
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, rays: torch.Tensor | None = None, **sampling) -> torch.Tensor:
+        """z (B, z_dim) [+ target rays (B,R,H,W)] -> images (B,3,H,W) in [-1,1] on the model's device. The decoder
+        is deterministic: ``sampling`` (steps, seed, sampler, guidance, callback) is accepted and ignored."""
+        dev = next(self.parameters()).device
+        return self.decoder(z.to(dev, torch.float32), None if rays is None else rays.to(dev))
+
+    def held_out_times(self, n: int) -> torch.Tensor:
+        """The loss does not depend on t: one point (the held-out loss still draws its noise image, as SODA's)."""
+        return torch.linspace(0.05, 0.95, 1)
 
     def forward(
         self,
-        x_src: torch.Tensor,
-        src_rays: torch.Tensor | None,
-        tgt_rays: torch.Tensor | None,
-        x_tgt: torch.Tensor,
+        batch: dict,
         generator: torch.Generator | None = None,
+        t: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        t_sampling: dict | None = None,
     ) -> torch.Tensor:
-        """Training loss (scalar): pixel MSE of the target view (+ beta * KL per pixel for the VAE)."""
+        """Training loss of ``batch`` (scalar): pixel MSE of the target view (+ beta * KL per pixel for the VAE).
+        ``t``, ``noise`` and ``t_sampling`` are accepted for the common interface and ignored."""
+        x_src, src_rays, tgt_rays, x_tgt = batch["src"], batch.get("src_rays"), batch.get("tgt_rays"), batch["tgt"]
         mu, logvar = self._stats(x_src, src_rays)
         z = mu
         kl = torch.zeros((), device=mu.device)

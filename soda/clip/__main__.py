@@ -11,9 +11,10 @@ says how to add CLIP; with a spec that cannot be loaded it exits with status 2 a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
+
+from ..atomic import write_json, write_text
 
 
 def _progress(fraction: float, message: str) -> None:
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from .validate import validate_names
 
     model = api.load_model(args.checkpoint, args.device)
-    ckpt_dir = getattr(model, "checkpoint_dir", None)
+    ckpt_dir = model.checkpoint_dir
     clip, note = _load(args.clip, str(ckpt_dir) if ckpt_dir else None, args.device, required=args.clip is not None)
     if note:
         print(note, file=sys.stderr)
@@ -83,8 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(file=sys.stderr)
     md = f"# Slider names vs ground truth: `{args.checkpoint}`\n\n{result.markdown()}\n"
-    (out / "clip_validation.md").write_text(md)
-    (out / "clip_validation.json").write_text(json.dumps(result.to_json(), indent=1))
+    write_text(out / "clip_validation.md", md)
+    write_json(out / "clip_validation.json", result.to_json(), indent=1)
     print(md)
     return 0
 

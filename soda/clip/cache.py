@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from ..atomic import write_file
 
 CACHE_VERSION = 1
 
@@ -42,18 +43,6 @@ def key_digest(key: dict) -> str:
     """A JSON-able key -> sha256 (20 hex digits) of its canonical form."""
     text = json.dumps({"v": CACHE_VERSION, **key}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 class ResultCache:
@@ -89,9 +78,9 @@ class ResultCache:
             from safetensors.torch import save_file
 
             clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
-            _atomic_write(tensor_path, lambda p: save_file(clean, p))
+            write_file(tensor_path, lambda p: save_file(clean, str(p)))
         meta = {"kind": kind, "key_digest": key_digest(key), "key": key, "has_tensors": bool(tensors), "result": result}
-        _atomic_write(meta_path, lambda p: Path(p).write_text(json.dumps(meta, indent=1, default=str)))
+        write_file(meta_path, lambda p: Path(p).write_text(json.dumps(meta, indent=1, default=str)))
         return meta_path
 
 

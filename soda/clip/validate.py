@@ -96,7 +96,7 @@ class ValidationResult:
 
 
 def _check_world(model) -> None:
-    cfg = getattr(model, "full_config", None)
+    cfg = model.full_config
     dataset = cfg.data.dataset if cfg is not None else "world"
     if dataset != "world":
         raise ValueError(f"name validation needs ground-truth factors: the procedural world, not '{dataset}'")

@@ -9,10 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..config import SODAConfig
+from .errors import EmptySplitError
 
-
-class EmptySplitError(ValueError):
-    """The requested split of a data set holds no images (e.g. no held-out file in a one-image folder)."""
+__all__ = ["EmptySplitError", "held_out", "image_source", "make_stream"]
 
 
 def make_stream(

@@ -1,10 +1,11 @@
 """Diffusion: schedules, the forward process and loss, deterministic samplers. Independent of soda.model."""
 
-from .process import diffusion_loss, eps_to_x0, q_sample, to_eps, to_x0, v_target, v_to_eps, x0_to_eps
+from .process import PREDICTIONS, diffusion_loss, eps_to_x0, q_sample, to_eps, to_x0, v_target, v_to_eps, x0_to_eps
 from .sampling import SAMPLERS, ddim_sample, dpmpp_2m_sample
 from .schedule import SCHEDULES, T_SAMPLING, alpha_bar, discrete_betas, sample_t, t_from_alpha_bar
 
 __all__ = [
+    "PREDICTIONS",
     "SAMPLERS",
     "SCHEDULES",
     "T_SAMPLING",

@@ -8,6 +8,8 @@ import torch
 
 from .schedule import alpha_bar, sample_t
 
+PREDICTIONS = ("eps", "v")  # what the network predicts: the noise, or v = sqrt(ab) eps - sqrt(1 - ab) x0
+
 
 def q_sample(x0: torch.Tensor, ab: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """x0 (B,C,H,W), ab (B,), noise like x0 -> x_t = sqrt(ab) x0 + sqrt(1 - ab) noise."""

@@ -9,6 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from ..atomic import write_text
+
 
 def main(argv: list[str] | None = None) -> int:
     from .runner import EvalSizes
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         if all(m.get("dataset") == "folder" for _, m in rows):
             from .folder import folder_comparison_table as comparison_table
         table = comparison_table(rows)
-        (Path(a.out) / "comparison.md").write_text("# Comparison\n\n" + table + "\n")
+        write_text(Path(a.out) / "comparison.md", "# Comparison\n\n" + table + "\n")
         with open(Path(a.out) / "report.md", "a") as f:
             f.write("\n## Comparison\n\n" + table + "\n")
         print(table)

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import write_text
 from .runner import EvalSizes, Progress, _noop, decode_set, encode_set
 
 
@@ -256,7 +257,7 @@ def write_folder_report(out: Path, name: str, m: dict, files: dict[str, str], ca
         ]
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()), ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path
 
 

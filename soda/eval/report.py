@@ -8,17 +8,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..atomic import write_file, write_json, write_text
+
 
 def _grid(rows: list[torch.Tensor], path: Path, scale: int = 3) -> None:
     """rows: list of (N,3,H,W) in [-1,1] tensors (one per column group) -> PNG, one image column per tensor."""
     from PIL import Image
 
-    cols = [((r.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8) for r in rows]
-    n = cols[0].shape[0]
-    tiles = torch.cat([torch.cat([c[i] for c in cols], dim=2) for i in range(n)], dim=1)  # (3, n*H, len*W)
-    img = Image.fromarray(tiles.permute(1, 2, 0).numpy())
+    from ..api import tile_rows
+
+    img = Image.fromarray(tile_rows(rows))
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    img.save(path)
+    write_file(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def _strip(images: torch.Tensor, rows: int, path: Path, scale: int = 3) -> None:
@@ -53,17 +54,17 @@ def make_figures(model, figures: dict, out: Path, steps: int, seed: int = 0) -> 
     z0 = codes[0]
     rays0 = ex_rays[:1] if (ex_rays is not None and model.uses_cameras) else None
     values = [-2.0, -1.0, 0.0, 1.0, 2.0]
-    if hasattr(model, "n_sections"):
-        dirs = api.section_directions(model, codes, n_components=1)
-        zs = torch.cat([api.traverse(z0, d[0], values) for d in dirs])  # (K*5, z_dim)
-        r = rays0.expand(zs.shape[0], -1, -1, -1) if rays0 is not None else None
-        imgs = decode_set(model, zs, r, sizes)
-        _strip(imgs, len(dirs), out / "traversals.png")
-        files["traversals"] = "traversals.png"
-        path = api.interpolate(model, codes[0], codes[1], 8, "slerp")
-        r = rays0.expand(8, -1, -1, -1) if rays0 is not None else None
-        _strip(decode_set(model, path, r, sizes), 1, out / "interpolation.png")
-        files["interpolation"] = "interpolation.png"
+    # every model kind has sections (a baseline: one, its whole latent): one traversal row per section
+    dirs = api.section_directions(model, codes, n_components=1)
+    zs = torch.cat([api.traverse(z0, d[0], values) for d in dirs])  # (K*5, z_dim)
+    r = rays0.expand(zs.shape[0], -1, -1, -1) if rays0 is not None else None
+    imgs = decode_set(model, zs, r, sizes, per_row_noise=False)  # frames differ by z only
+    _strip(imgs, len(dirs), out / "traversals.png")
+    files["traversals"] = "traversals.png"
+    path = api.interpolate(model, codes[0], codes[1], 8, "slerp")
+    r = rays0.expand(8, -1, -1, -1) if rays0 is not None else None
+    _strip(decode_set(model, path, r, sizes, per_row_noise=False), 1, out / "interpolation.png")
+    files["interpolation"] = "interpolation.png"
 
     R = figures["importance"]
     fig, ax = plt.subplots(figsize=(4, max(3, R.shape[0] * 0.06)))
@@ -72,7 +73,7 @@ def make_figures(model, figures: dict, out: Path, steps: int, seed: int = 0) -> 
     ax.set_ylabel("latent dimension")
     ax.set_title("DCI importance (z dims x factors)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "dci_importance.png", dpi=120)
+    write_file(out / "dci_importance.png", lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
     files["dci_importance"] = "dci_importance.png"
 
@@ -90,7 +91,7 @@ def make_figures(model, figures: dict, out: Path, steps: int, seed: int = 0) -> 
         fig.colorbar(sc, ax=ax, fraction=0.04)
     fig.suptitle("PCA of z (held-out scenes, fixed camera), coloured by factor", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "pca_factors.png", dpi=110)
+    write_file(out / "pca_factors.png", lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     files["pca_factors"] = "pca_factors.png"
     if "edits" in figures:
@@ -138,7 +139,7 @@ def clip_validation(
 
     from ..clip import ClipUnavailable, load_clip, resolve_spec, validate_names
 
-    ckpt = getattr(model, "checkpoint_dir", None)
+    ckpt = model.checkpoint_dir
     ckpt = str(ckpt) if ckpt is not None else None
     resolved = resolve_spec(spec, ckpt)
     if resolved is None:
@@ -154,8 +155,8 @@ def clip_validation(
     )
     md = result.markdown()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "clip_validation.md").write_text(f"# Slider names vs ground truth\n\n{md}\n")
-    (out / "clip_validation.json").write_text(json.dumps(result.to_json(), indent=1))
+    write_text(out / "clip_validation.md", f"# Slider names vs ground truth\n\n{md}\n")
+    write_json(out / "clip_validation.json", result.to_json(), indent=1)
     return {
         "status": "done",
         "spec": resolved,
@@ -221,7 +222,8 @@ def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dic
         "## Disentanglement (fixed camera, held-out scenes)",
         "",
         f"DCI with one `GradientBoostingClassifier` per factor on {s['dci_train']} train / {s['dci_test']} test "
-        "codes (disentanglement_lib definition; the reference sizes are 10000/5000). MIG with 20 histogram bins.",
+        "codes (disentanglement_lib definition; the reference sizes are 10000/5000). MIG with 20 histogram bins on "
+        f"the {s['dci_train']} training codes, as disentanglement_lib computes it.",
         "",
         "| codes | disentanglement | completeness | informativeness (test acc) | MIG |",
         "| --- | --- | --- | --- | --- |",
@@ -307,7 +309,7 @@ def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dic
         lines += clip_section(clip)
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()), ""]
     path = out / "report.md"
-    path.write_text("\n".join(lines))
+    write_text(path, "\n".join(lines))
     return path
 
 
@@ -331,4 +333,4 @@ def comparison_table(rows: list[tuple[str, dict]]) -> str:
 
 
 def save_metrics(out: Path, m: dict) -> None:
-    (out / "metrics.json").write_text(json.dumps(m, indent=2, default=float))
+    write_text(out / "metrics.json", json.dumps(m, indent=2, default=float))

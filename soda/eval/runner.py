@@ -59,20 +59,20 @@ def decode_set(
     batch: int = 64,
     progress: Progress = _noop,
     stage: str = "decode",
+    per_row_noise: bool = True,
 ) -> torch.Tensor:
-    """Decode latents (N, z_dim) with target rays -> images (N,3,H,W) in [-1,1] (SODA samples, baselines decode)."""
+    """Decode latents (N, z_dim) with target rays -> images (N,3,H,W) in [-1,1] (any model kind: api.decode). Each
+    row starts from its own noise (reconstructions of different images: a shared start made them look alike);
+    ``per_row_noise=False`` shares one noise image (frames of a traversal, which should differ only by z)."""
     from .. import api
 
     out = []
     n = z.shape[0]
     for i in range(0, n, batch):
         r = rays[i : i + batch] if (rays is not None and model.uses_cameras) else None
-        if model.cfg.kind == "soda":
-            out.append(
-                api.decode(model, z[i : i + batch], rays=r, steps=sizes.steps, seed=sizes.seed, sampler=sizes.sampler)
-            )
-        else:
-            out.append(model.reconstruct(z[i : i + batch].float(), r).cpu())
+        zb = z[i : i + batch]
+        kw = {"steps": sizes.steps, "seed": sizes.seed + i * per_row_noise, "sampler": sizes.sampler}
+        out.append(api.decode(model, zb, rays=r, per_row_noise=per_row_noise, **kw))
         progress(stage, min(i + batch, n), n)
     return torch.cat(out)
 
@@ -97,10 +97,10 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
     codes = encode_set(model, dset["images"], dset["rays"])
     fac = dset["factors"].numpy()
     ntr = sizes.dci_train
-    sec = model.n_sections if hasattr(model, "n_sections") else 1
+    sec = model.n_sections
     dci_full = dci(codes[:ntr], fac[:ntr], codes[ntr:], fac[ntr:], progress=lambda i, n: progress("DCI (z)", i, n))
     m["dci"] = {k: float(v) for k, v in dci_full.items() if k != "importance_matrix"}
-    mig_full = mig(codes, fac)
+    mig_full = mig(codes[:ntr], fac[:ntr])  # the training rows, as disentanglement_lib computes MIG
     m["mig"] = float(mig_full["mig"])
     m["mig_per_factor"] = dict(zip(FACTOR_NAMES, map(float, mig_full["per_factor"]), strict=True))
     if sec > 1:
@@ -109,7 +109,7 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
             scodes[:ntr], fac[:ntr], scodes[ntr:], fac[ntr:], progress=lambda i, n: progress("DCI (sections)", i, n)
         )
         m["dci_sections"] = {k: float(v) for k, v in dci_sec.items() if k != "importance_matrix"}
-        m["mig_sections"] = float(mig(scodes, fac)["mig"])
+        m["mig_sections"] = float(mig(scodes[:ntr], fac[:ntr])["mig"])
         m["section_importance"] = dci_sec["importance_matrix"].tolist()
     m["timings_s"]["disentanglement"] = round(time.time() - t0, 1)
 

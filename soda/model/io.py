@@ -7,22 +7,44 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import recover_dir, replace_dir
 from ..config import FORMAT_VERSION, ConfigError, SODAConfig, load_config_json
+from ..registry import build_model
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 
 
+def is_hub_id(s: str) -> bool:
+    """Whether ``s`` has the form of a hub repo id (``owner/name``, no ``..``): the one test, for the app too."""
+    return bool(HUB_ID.fullmatch(s)) and ".." not in s
+
+
 class CheckpointMixin:
     """save_pretrained / from_pretrained for modules built as ``cls(cfg.model)``, and the properties every model of
-    this project shares (it sets ``cfg``, ``enc_rays`` and ``dec_rays``)."""
+    this project shares (it sets ``cfg``, ``enc_rays`` and ``dec_rays``).
+
+    The interface every model kind implements (soda.registry lists them), so that callers never ask which kind they
+    hold:
+
+    - ``model(batch, generator=None, t=None, noise=None, t_sampling=None)`` -> the scalar training loss of a batch
+      (``src``/``tgt`` (B,3,H,W) in [-1,1], optional ``src_rays``/``tgt_rays``); called through the module so that
+      DDP sees it. ``t``/``noise`` fix the diffusion draws (a deterministic decoder ignores them).
+    - ``encode(x (B,3,H,W), rays (B,R,H,W) | None)`` -> z (B, z_dim).
+    - ``decode(z, rays=None, steps=None, seed=0, sampler="ddim", guidance=None, callback=None)`` -> images
+      (B,3,H,W) in [-1,1] on the model's device (a deterministic decoder ignores the sampling arguments).
+    - ``held_out_times(n)`` -> the t values (T,) a held-out loss averages over.
+    - ``n_sections``, ``z_parameters()``; and, set by ``from_pretrained``/``load_pretrained`` (None for a model
+      built in memory), ``full_config`` (the checkpoint's SODAConfig) and ``checkpoint_dir`` (its folder).
+    """
+
+    full_config: SODAConfig | None = None
+    checkpoint_dir: Path | None = None
 
     @property
     def z_dim(self) -> int:
@@ -46,39 +68,16 @@ class CheckpointMixin:
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         recover_interrupted_save(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-        os.chmod(tmp, 0o755)  # mkdtemp makes 0700; a checkpoint is meant to be shared
-        moved: list[str] = []
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        try:
+        cfg = (full_config or SODAConfig(model=self.cfg, data=_data_for(self.cfg))).to_dict()
+        meta = {"format": "soda", "format_version": FORMAT_VERSION, "config": cfg, **(extra or {})}
+
+        def fill(tmp: Path) -> None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "soda"})
-            cfg = (full_config or SODAConfig(model=self.cfg, data=_data_for(self.cfg))).to_dict()
-            meta = {"format": "soda", "format_version": FORMAT_VERSION, "config": cfg, **(extra or {})}
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
-            if path.exists():
-                for f in path.iterdir():
-                    if f.name not in (WEIGHTS_NAME, CONFIG_NAME) and not (tmp / f.name).exists():
-                        os.replace(f, tmp / f.name)
-                        moved.append(f.name)
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        except BaseException:
-            # put the previous folder back as it was: its files, and the folder itself if it was moved aside
-            if old.exists() and not path.exists():
-                os.replace(old, path)
-            for name in moved:
-                if (tmp / name).exists() and not (path / name).exists():
-                    os.replace(tmp / name, path / name)
-            raise
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+
+        replace_dir(path, fill, keep_others=True, protected=(WEIGHTS_NAME, CONFIG_NAME))
         return path
 
     @classmethod
@@ -123,7 +122,7 @@ def _build_and_load(builder, cfg: SODAConfig, folder: Path, map_location: str) -
         raise ConfigError(f"{folder / CONFIG_NAME}: describes a model that cannot be built ({e})") from None
     _check_header(file, shapes)
     model = builder(cfg.model)
-    _load_weights(model, file, map_location)
+    _load_file(model, file, map_location)
     model.full_config = cfg
     model.checkpoint_dir = folder
     return model.eval()
@@ -152,7 +151,7 @@ def _check_names(file: Path, own: dict[str, tuple], have: dict[str, tuple]) -> N
         )
 
 
-def _load_weights(model: torch.nn.Module, file: Path, map_location: str) -> None:
+def _load_file(model: torch.nn.Module, file: Path, map_location: str) -> None:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -165,34 +164,23 @@ def _load_weights(model: torch.nn.Module, file: Path, map_location: str) -> None
     model.load_state_dict(state)
 
 
+def load_weights(model: torch.nn.Module, path_or_id: str | os.PathLike, map_location: str = "cpu") -> Path:
+    """Load the weights of a checkpoint (folder or hub id) into ``model``, which must have the checkpoint's
+    architecture (a ConfigError names the mismatch otherwise): e.g. ``train.init_from``. -> the checkpoint folder."""
+    folder = resolve_checkpoint(path_or_id)
+    _load_file(model, folder / WEIGHTS_NAME, map_location)
+    return folder
+
+
 def recover_interrupted_save(path: str | os.PathLike) -> None:
     """Finish or undo a ``save_pretrained`` of ``path`` that a crash (kill -9, power loss) interrupted: the folder is
     put back (the new one when it was complete, else the previous one), files moved aside return, and the hidden
     temp folders are removed. Nothing happens when no save was interrupted."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        return
+    recover_dir(path, _complete, protected=(WEIGHTS_NAME, CONFIG_NAME))
 
-    def by_age(pattern: str) -> list[Path]:
-        return sorted(path.parent.glob(pattern), key=lambda p: p.stat().st_mtime)
 
-    tmps, olds = by_age(f".{path.name}.tmp-*"), by_age(f".{path.name}.old-*")
-    if not tmps and not olds:
-        return
-    if not path.exists():
-        complete = [t for t in tmps if (t / WEIGHTS_NAME).is_file() and (t / CONFIG_NAME).is_file()]
-        if complete:  # the crash came after the new folder was written: finish the save
-            os.replace(complete[-1], path)
-            tmps.remove(complete[-1])
-        elif olds:  # before it was written: undo
-            os.replace(olds[-1], path)
-            olds.pop()
-    for leftover in [*tmps, *olds]:
-        if path.is_dir() and leftover.is_dir():
-            for f in leftover.iterdir():
-                if f.name not in (WEIGHTS_NAME, CONFIG_NAME) and not (path / f.name).exists():
-                    os.replace(f, path / f.name)  # a model card or cache that was being carried over
-        shutil.rmtree(leftover, ignore_errors=True)
+def _complete(folder: Path) -> bool:
+    return (folder / WEIGHTS_NAME).is_file() and (folder / CONFIG_NAME).is_file()
 
 
 def resolve_checkpoint(path_or_id: str | os.PathLike, max_hub_bytes: int | None = None) -> Path:
@@ -214,7 +202,7 @@ def resolve_checkpoint(path_or_id: str | os.PathLike, max_hub_bytes: int | None 
     if exists:
         raise ConfigError(f"{p}: expected a checkpoint folder (with {CONFIG_NAME} and {WEIGHTS_NAME}), got a file")
     s = str(path_or_id)
-    if not HUB_ID.fullmatch(s) or ".." in s:
+    if not is_hub_id(s):
         shown = s if len(s) <= 200 else s[:200] + "..."
         raise ConfigError(f"checkpoint '{shown}' not found: not a local folder and not a valid hub id (owner/name)")
     try:
@@ -229,17 +217,6 @@ def resolve_checkpoint(path_or_id: str | os.PathLike, max_hub_bytes: int | None 
             f"checkpoint '{s}' is not a local folder and could not be fetched from the hub "
             f"({type(e).__name__}: {first})"
         ) from None
-
-
-def build_model(cfg) -> torch.nn.Module:
-    """ModelConfig -> SODA or a baseline, by ``cfg.kind``."""
-    if cfg.kind == "soda":
-        from .soda import SODA
-
-        return SODA(cfg)
-    from ..baselines import Autoencoder
-
-    return Autoencoder(cfg)
 
 
 def load_pretrained(path_or_id: str | os.PathLike, map_location: str = "cpu") -> torch.nn.Module:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..diffusion import SAMPLERS, diffusion_loss
+from ..diffusion.guidance import guided_denoiser
 from .encoder import Encoder
 from .io import CheckpointMixin
 from .unet import UNet
@@ -95,19 +99,70 @@ class SODA(CheckpointMixin, nn.Module):
             x_t = torch.cat([x_t, rays.to(x_t.dtype)], dim=1)
         return self.unet(x_t, t, zs)
 
+    @torch.no_grad()
+    def decode(
+        self,
+        z: torch.Tensor,
+        rays: torch.Tensor | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        sampler: str = "ddim",
+        guidance: float | None = None,
+        callback: Callable[[int, int, torch.Tensor], None] | None = None,
+        per_row_noise: bool = False,
+    ) -> torch.Tensor:
+        """z (B, z_dim) [+ target rays (B,R,H,W)] -> images (B,3,H,W) in [-1,1] on the model's device, by
+        ``steps`` (default diffusion.sample_steps) steps of ``sampler`` with guidance weight ``guidance`` (default
+        diffusion.guidance; soda.diffusion.guidance). The starting noise is drawn from ``seed``: one (1,3,H,W) image
+        shared by every row (a row's image does not depend on the rest of the batch: traversals, orbits and edit
+        measurements vary z or the camera, never the noise), or with ``per_row_noise`` row i of randn(B,3,H,W)
+        (reconstructions of different images: a shared start made them look alike). One row alone gets the same
+        noise either way."""
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
+        d = self.cfg.diffusion
+        dev = next(self.parameters()).device
+        z = z.to(dev, torch.float32)
+        b = z.shape[0]
+        rays = rays.to(dev) if rays is not None else None
+        w = d.guidance if guidance is None else guidance
+        eps = guided_denoiser(self.denoise, self.sections(z), self.null_sections(b), rays, w, d.schedule, d.prediction)
+        g = torch.Generator().manual_seed(int(seed))
+        noise = torch.randn(b if per_row_noise else 1, 3, self.res, self.res, generator=g)
+        noise = noise.expand(b, -1, -1, -1).contiguous().to(dev)
+        return SAMPLERS[sampler](eps, noise, steps or d.sample_steps, d.schedule, callback=callback)
+
+    def held_out_times(self, n: int) -> torch.Tensor:
+        """The n diffusion times (n,) a held-out loss averages over: evenly spaced in [0.05, 0.95]."""
+        return torch.linspace(0.05, 0.95, n)
+
     def forward(
         self,
-        x_t: torch.Tensor,
-        t: torch.Tensor,
-        x_src: torch.Tensor,
-        src_rays: torch.Tensor | None = None,
-        tgt_rays: torch.Tensor | None = None,
+        batch: dict,
         generator: torch.Generator | None = None,
+        t: torch.Tensor | None = None,
+        noise: torch.Tensor | None = None,
+        t_sampling: dict | None = None,
     ) -> torch.Tensor:
-        """Training forward: encode the source, mask sections (in training mode), denoise the target."""
-        zs = self.sections(self.encode(x_src, src_rays))
-        if self.training:
-            zs = self.mask_sections(zs, generator)
-            if isinstance(self.null, nn.Parameter):
-                zs = zs + 0.0 * self.null.sum()  # keep the null in the graph every step (DDP needs every grad)
-        return self.denoise(x_t, t, zs, tgt_rays)
+        """The training loss of ``batch`` (scalar): encode the source, mask sections (in training mode), denoise the
+        target; t drawn per ``t_sampling`` and noise from ``generator`` unless given (soda.diffusion.diffusion_loss)."""
+
+        def predict(x_t: torch.Tensor, tt: torch.Tensor) -> torch.Tensor:
+            zs = self.sections(self.encode(batch["src"], batch.get("src_rays")))
+            if self.training:
+                zs = self.mask_sections(zs, generator)
+                if isinstance(self.null, nn.Parameter):
+                    zs = zs + 0.0 * self.null.sum()  # keep the null in the graph every step (DDP needs every grad)
+            return self.denoise(x_t, tt, zs, batch.get("tgt_rays"))
+
+        d = self.cfg.diffusion
+        return diffusion_loss(
+            predict,
+            batch["tgt"],
+            d.schedule,
+            d.prediction,
+            t=t,
+            noise=noise,
+            generator=generator,
+            t_sampling=t_sampling,
+        )

@@ -96,6 +96,10 @@ class UNet(nn.Module):
                     h = m(h, t_emb, zsec(lvl))
                 else:
                     h = m(h)
+                # The skip is the ResBlock's output, taken BEFORE the attention that follows it (DDPM, Ho et al.
+                # 2020, takes it after). A deliberate, documented deviation (docs/METHOD.md): the up path's
+                # attention still sees every level, and changing it would change every trained checkpoint's
+                # outputs, the bundled one included.
                 if not isinstance(m, Attention):
                     hs.append(h)
         L = len(self.down)

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from soda.data.errors import EmptySplitError
 from soda.data.formats import (
     IMAGE_EXTENSIONS,
     FormatError,
@@ -38,7 +39,6 @@ from soda.data.formats import (
     require_file,
     uint8_to_tensor,
 )
-from soda.data.streams import EmptySplitError
 
 _PATH_COLUMNS = ("filename", "file", "path", "image")
 SPLITS = ("all", "train", "test")
