@@ -105,7 +105,6 @@ def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
     return out
 
 
-_writable = is_writable  # the name soda.sliders and app/ import
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -221,9 +221,10 @@ def ensure_measured(
         eff.update(method="chosen per slider by measured edit fidelity", **chosen)
     assets.meta["slider_effects"] = eff
     if chosen and assets.folder is not None:
-        from ..precompute import _writable, save_assets
+        from ..atomic import is_writable
+        from ..precompute import save_assets
 
-        if _writable(assets.folder):
+        if is_writable(assets.folder):
             try:
                 save_assets(assets, assets.folder, assets.fingerprint)
                 return eff
