@@ -160,7 +160,7 @@ def main() -> None:
     if a.phase == "prepare":
         return prepare(model, out, a.fit, a.scenes)
     clf = load_or_train_factor_classifiers(model.res, cache_root() / "factor-classifiers")
-    data = torch.load(out / "data.pt", weights_only=False)
+    data = torch.load(out / "data.pt", weights_only=True)  # a dict of tensors this script wrote
     specs = [spec_for_label(x.strip()) for x in a.labels.split(",")]
     refine = {"scenes": a.refine_scenes, "steps": a.refine_steps, "decode_steps": a.refine_decode_steps}
     methods = BASE if a.phase == "base" else ("refined",)

@@ -13,7 +13,19 @@ from pathlib import Path
 
 from soda.eval.report import comparison_table
 
-ORDER = ["soda", "paper", "no-low-snr", "no-z-lr", "mask-on", "bf16", "no-sections", "no-masking", "cosine", "beta-vae", "autoencoder"]
+ORDER = [
+    "soda",
+    "paper",
+    "no-low-snr",
+    "no-z-lr",
+    "mask-on",
+    "bf16",
+    "no-sections",
+    "no-masking",
+    "cosine",
+    "beta-vae",
+    "autoencoder",
+]
 
 
 def main() -> None:

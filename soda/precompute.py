@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +25,13 @@ import numpy as np
 import torch
 
 from . import api
-from .atomic import is_writable, replace_dir
+from .atomic import is_writable, replace_dir, write_json
 from .held_out import held_out, held_out_data, image_keys  # noqa: F401 (held_out_data: the name app/ reads)
 from .latent_map import TSNE_NAME, named_directions, ood_model, principal_axes, tsne_fingerprint, tsne_map
 from .model.io import WEIGHTS_NAME
 from .ood import FILE_NAME as OOD_NAME
 from .ood import OODDetector
+from .paths import cache_root
 
 ASSETS_VERSION = 1
 ASSETS_NAME = "assets.safetensors"
@@ -92,10 +92,6 @@ def weights_fingerprint(checkpoint_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("SODA_CACHE") or Path.home() / ".cache" / "soda")
-
-
 def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
     """Beside the checkpoint first (when it is a plain, writable local folder), then the user cache."""
     out = []
@@ -103,8 +99,6 @@ def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
         out.append(Path(checkpoint_dir) / "explorer")
     out.append(cache_root() / fingerprint)
     return out
-
-
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -306,6 +300,26 @@ def load_or_compute(
     return assets
 
 
+def persist_measurement(assets: ExplorerAssets, directions_changed: bool) -> None:
+    """Store a slider measurement (``soda.sliders.ensure_measured``) with the assets: the whole assets folder again
+    when the named directions changed, else only the metadata; a read-only folder keeps it in memory."""
+    if assets.folder is None:
+        return
+    if directions_changed and is_writable(assets.folder):
+        try:
+            save_assets(assets, assets.folder, assets.fingerprint)
+            return
+        except OSError:
+            pass
+    path = assets.folder / META_NAME
+    try:
+        meta = json.loads(path.read_text())
+        meta["slider_effects"] = assets.meta["slider_effects"]
+        write_json(path, meta, indent=1)
+    except (OSError, ValueError):
+        pass  # a read-only folder: the measurement lives in memory for this process
+
+
 def calibrate_ood(model, assets: ExplorerAssets, n_calib: int | None = None, progress: Progress | None = None):
     """Calibrate soda.ood's detector for ``model``: its latent and pixel statistics are fitted on the map's images
     (rendered again from the assets' seed), its threshold on ``n_calib`` other held-out images (any image that is
@@ -377,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_measure:
         from .sliders import ensure_measured
 
-        ensure_measured(model, assets, force=a.force, progress=report)
+        ensure_measured(model, assets, force=a.force, progress=report, save=persist_measurement)
     if a.tsne:
         tsne_map(assets)
     print(f"explorer assets in {assets.folder or '(memory only: no writable folder)'}")

@@ -12,6 +12,7 @@ import torch
 from conftest import tiny_folder_cfg
 
 from soda import api, latent_map, precompute
+from soda.atomic import is_writable
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +112,7 @@ def test_hub_snapshots_are_never_written():
     from pathlib import Path
 
     snap = Path("/x/hub/models--a--b/snapshots/0123/explorer")
-    assert not precompute._writable(snap)
+    assert not is_writable(snap)
 
 
 def test_tsne_is_cached_beside_the_assets(ckpt, cache):

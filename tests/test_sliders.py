@@ -104,7 +104,9 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
     model = api.load_model(str(ckpt))
     assets = precompute.load_or_compute(model, n_examples=4, n_map=64)
     assert assets.named_labels == [s.label for s in E.default_specs()]  # the world's sliders, from soda.sliders
-    eff = SL.ensure_measured(model, assets, n_scenes=2, pc_scenes=2, strengths=(2.0,))
+    eff = SL.ensure_measured(
+        model, assets, n_scenes=2, pc_scenes=2, strengths=(2.0,), save=precompute.persist_measurement
+    )
     assert set(eff["named"]) == set(assets.named_labels)
     for r in eff["named"].values():
         assert r["caption"] and (r["effect"] is None or 0 <= r["effect"] <= 1) and 0 <= r["preservation"] <= 1

@@ -83,7 +83,7 @@ def measure_for_assets(
     from ..clip.factors import load_or_train_factor_classifiers
     from ..data.views import world_eval_set
     from ..eval.edits import change_rates, comparable, measure_sliders, spec_for_label
-    from ..precompute import cache_root
+    from ..paths import cache_root
 
     opt = {**MEASURE_DEFAULTS, **sizes}
     say = progress or (lambda f, s: None)
@@ -169,17 +169,21 @@ def measure_for_assets(
 
 
 def ensure_measured(
-    model, assets, force: bool = False, choose: bool = True, progress: Progress | None = None, **sizes
+    model,
+    assets,
+    force: bool = False,
+    choose: bool = True,
+    progress: Progress | None = None,
+    save: Callable | None = None,
+    **sizes,
 ) -> dict | None:
     """Measure the sliders of procedural-world explorer ``assets`` unless they already carry a measurement (or
     ``force``): with ``choose``, the named sliders are first replaced by the directions chosen by the metric
     (choose_directions, on the assets' map latents; the assets are saved again), then every slider is measured on
     other held-out scenes (measure_for_assets). Stored as ``assets.meta["slider_effects"]`` and in the cache folder.
-    Other data sets have no ground-truth classifiers: None. Sizes: MEASURE_DEFAULTS."""
-    import json
-
-    from ..atomic import write_json
-
+    Other data sets have no ground-truth classifiers: None. Sizes: MEASURE_DEFAULTS. ``save(assets,
+    directions_changed=...)`` persists the result (``soda.precompute.persist_measurement``); without it the
+    measurement lives in memory."""
     cfg = getattr(model, "full_config", None)
     if (cfg is not None and cfg.data.dataset != "world") or list(assets.factor_names) != list(FACTORS):
         return None
@@ -189,7 +193,7 @@ def ensure_measured(
     chosen = None
     if choose and assets.map_factors is not None:
         from ..clip.factors import load_or_train_factor_classifiers
-        from ..precompute import cache_root
+        from ..paths import cache_root
 
         opt = {**MEASURE_DEFAULTS, **sizes}
         clf = load_or_train_factor_classifiers(
@@ -220,24 +224,6 @@ def ensure_measured(
     if chosen:
         eff.update(method="chosen per slider by measured edit fidelity", **chosen)
     assets.meta["slider_effects"] = eff
-    if chosen and assets.folder is not None:
-        from ..atomic import is_writable
-        from ..precompute import save_assets
-
-        if is_writable(assets.folder):
-            try:
-                save_assets(assets, assets.folder, assets.fingerprint)
-                return eff
-            except OSError:
-                pass
-    if assets.folder is not None:
-        from ..precompute import META_NAME
-
-        path = assets.folder / META_NAME
-        try:
-            meta = json.loads(path.read_text())
-            meta["slider_effects"] = eff
-            write_json(path, meta, indent=1)
-        except (OSError, ValueError):
-            pass  # a read-only folder: the measurement lives in memory for this process
+    if save is not None:
+        save(assets, directions_changed=bool(chosen))
     return eff

@@ -202,14 +202,15 @@ def run_edits(
     other held-out scenes at ``strengths`` (std), decoded with ``steps`` (default: the model's preview steps) and
     one noise seed. Section mixing swaps one section at a time between those scenes and n_scenes others; the
     section expected to carry each factor comes from ``section_importance`` (n_sections, F) when given."""
-    from ... import api, precompute
+    from ... import api
     from ...clip.factors import load_or_train_factor_classifiers
     from ...data.views import world_eval_set
+    from ...paths import cache_root
 
     say = progress or (lambda f, s: None)
     t0 = time.time()
     steps = steps or model.cfg.diffusion.preview_steps
-    store = cache if cache is not None else precompute.cache_root() / "factor-classifiers"
+    store = cache if cache is not None else cache_root() / "factor-classifiers"
     say(0.0, "factor classifiers")
     clf = load_or_train_factor_classifiers(model.res, store)
     classify = classifier_fn(clf)
