@@ -115,6 +115,36 @@ def test_trainer_applies_the_lr_multiplier_and_logs_held_out_metrics(tmp_path):
         assert math.isfinite(held[k]), k
 
 
+def test_a_folder_run_logs_recon_and_z_gap_on_held_out_files(tmp_path):
+    """Folder data: the checkpoint metrics come from the held-out files (no object masks, so no object entries)."""
+    import numpy as np
+    from conftest import tiny_folder_cfg
+    from PIL import Image
+
+    from soda.eval.zuse import held_out_files
+    from soda.train import train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = ["filename,split"]
+    for i in range(12):
+        Image.fromarray(np.full((10, 10, 3), 20 * i, np.uint8)).save(data / f"g{i:02d}.png")
+        rows.append(f"g{i:02d}.png,{'test' if i % 3 == 0 else 'train'}")
+    (data / "labels.csv").write_text("\n".join(rows) + "\n")
+    cfg = tiny_folder_cfg(
+        data, f"--train.out_dir={tmp_path / 'run'}", "--train.steps=2", "--train.ckpt_every=2", "--train.eval_scenes=8"
+    )
+    held = held_out_files(cfg, 8)
+    assert held["images"].shape[0] == 4 and held["mask"] is None  # only the 4 test files, never a training file
+    values = sorted(round(float(x.mean()), 4) for x in held["images"])
+    assert values == sorted(round(20 * i / 127.5 - 1, 4) for i in (0, 3, 6, 9))
+    train(cfg, quiet=True)
+    recs = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    last = [r for r in recs if "recon_psnr" in r][-1]
+    assert math.isfinite(last["recon_psnr"]) and math.isfinite(last["zgap_t1"]) and math.isfinite(last["zgap_ab0.1"])
+    assert not any(k.endswith("_object") for k in last)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The measurements, on known answers
 # ---------------------------------------------------------------------------------------------------------------
