@@ -59,7 +59,15 @@ def measure_sliders(ckpt: Path) -> None:
     model = api.load_model(str(ckpt))
     assets = precompute.load_or_compute(model, N_EXAMPLES, N_MAP, 3)
     quick = {"n_train": 200, "n_test": 50, "steps": 15, "batch_size": 16}
-    sliders.ensure_measured(model, assets, n_scenes=2, pc_scenes=2, strengths=(2.0,), classifier=quick)
+    sliders.ensure_measured(
+        model,
+        assets,
+        n_scenes=2,
+        pc_scenes=2,
+        strengths=(2.0,),
+        classifier=quick,
+        save=precompute.persist_measurement,
+    )
 
 
 @functools.lru_cache(maxsize=1)
