@@ -281,20 +281,38 @@ def test_a_too_large_upload_is_refused_in_one_wording(page, tmp_path):
         page.locator("#upload button[aria-label='Clear']").click()
 
 
+def _settled_box(page, selector: str, tries: int = 20) -> dict:
+    """The element's bounding box once two reads 250 ms apart agree (the page may still be reflowing under load)."""
+    box = page.locator(selector).bounding_box()
+    for _ in range(tries):
+        page.wait_for_timeout(250)
+        again = page.locator(selector).bounding_box()
+        if again == box:
+            return box
+        box = again
+    return box
+
+
 def test_click_the_latent_map(page, app):
     page.get_by_role("tab", name="Latent map").click()
     page.wait_for_selector("#map .soda-map .nsewdrag", timeout=30_000)
     points = page.locator("#map .scatterlayer .trace").first.locator(".point")
     assert points.count() == app[1].get().assets.map_latents.shape[0]
     before = src(page, "edited")
-    box = points.nth(11).bounding_box()
-    px, py = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    # every point's place on the page at the moment of the click (plot-area pixels from plotly's own axes, once the
+    # layout has settled), so that a later reflow of the page cannot move the reference
+    drag = _settled_box(page, "#map .nsewdrag")
+    pts = page.evaluate(
+        """(() => { const d = document.querySelector('#map .soda-map'), L = d._fullLayout, t = d.data[0];
+        return t.x.map((v, i) => [L.xaxis.d2p(v), L.yaxis.d2p(t.y[i])]); })()"""
+    )
+    px, py = drag["x"] + pts[11][0], drag["y"] + pts[11][1]
     page.mouse.click(px, py)
     page.wait_for_function("/map point \\d+/.test(document.querySelector('#info').textContent)", timeout=30_000)
     picked = int(re.search(r"map point (\d+)", info(page)).group(1))
     # the loaded point is the one under the cursor (11, or a point drawn on top of it)
-    where = points.nth(picked).bounding_box()
-    assert abs(where["x"] + where["width"] / 2 - px) < 8 and abs(where["y"] + where["height"] / 2 - py) < 8
+    qx, qy = drag["x"] + pts[picked][0], drag["y"] + pts[picked][1]
+    assert abs(qx - px) < 8 and abs(qy - py) < 8, (picked, qx - px, qy - py)
     page.wait_for_function("document.querySelector('#map .soda-map').data.length === 2", timeout=30_000)
     page.screenshot(path=str(ARTIFACTS / "panel-map.png"), full_page=True)
 
