@@ -263,6 +263,18 @@ def tile_rows(columns: Sequence[torch.Tensor]) -> np.ndarray:
     return np.concatenate(cols, axis=2).reshape(n * h, len(cols) * w, 3)
 
 
+def save_grid(columns: Sequence[torch.Tensor], path, scale: int = 3) -> None:
+    """Columns of images, each (N,3,H,W) in [-1,1] -> a PNG at ``path`` (``tile_rows``, enlarged ``scale`` x with
+    nearest-neighbour pixels), written atomically."""
+    from PIL import Image
+
+    from .atomic import write_file
+
+    img = Image.fromarray(tile_rows(columns))
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    write_file(path, lambda tmp: img.save(tmp, format="PNG"))
+
+
 def from_uint8(images: np.ndarray) -> torch.Tensor:
     """(B,H,W,3) uint8 -> (B,3,H,W) float in [-1,1]."""
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1

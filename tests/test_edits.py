@@ -225,7 +225,9 @@ def test_run_edits_gives_the_report_section_and_figures(tmp_path, quick_factor_c
     model = tiny_model_with_visible_z()
     imp = np.eye(model.n_sections, 6)
     sizes = {"n_scenes": 2, "strengths": (-2.0, 2.0), "view_scenes": 2, "view_frames": 2}
-    m, figs = E.run_edits(model, section_importance=imp, **sizes)
+    from soda.eval.shipped import shipped_sliders
+
+    m, figs = E.run_edits(model, section_importance=imp, sliders=shipped_sliders(model), **sizes)
     assert set(m["sliders"]["sliders"]) == {s.label for s in E.default_specs()}
     for r in m["sliders"]["sliders"].values():
         assert r["effect"] is None or 0 <= r["effect"] <= 1

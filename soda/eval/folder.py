@@ -151,11 +151,11 @@ def _mean_image(source, n: int) -> torch.Tensor:
 
 
 def folder_figures(figures: dict, out: Path) -> dict[str, str]:
-    from .report import _grid
+    from ..api import save_grid
 
     if "recon" not in figures:
         return {}
-    _grid(figures["recon"], out / "reconstruction.png")
+    save_grid(figures["recon"], out / "reconstruction.png")
     return {"reconstruction": "reconstruction.png"}
 
 

@@ -8,25 +8,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..api import save_grid
 from ..atomic import write_file, write_json, write_text
-
-
-def _grid(rows: list[torch.Tensor], path: Path, scale: int = 3) -> None:
-    """rows: list of (N,3,H,W) in [-1,1] tensors (one per column group) -> PNG, one image column per tensor."""
-    from PIL import Image
-
-    from ..api import tile_rows
-
-    img = Image.fromarray(tile_rows(rows))
-    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    write_file(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def _strip(images: torch.Tensor, rows: int, path: Path, scale: int = 3) -> None:
     """(rows*cols,3,H,W) -> a rows x cols grid PNG."""
     cols = images.shape[0] // rows
     chunks = [images[r * cols : (r + 1) * cols] for r in range(rows)]
-    _grid([torch.stack([c[j] for c in chunks]) for j in range(cols)], path, scale)
+    save_grid([torch.stack([c[j] for c in chunks]) for j in range(cols)], path, scale)
 
 
 def make_figures(model, figures: dict, out: Path, steps: int, seed: int = 0) -> dict[str, str]:
@@ -43,10 +33,10 @@ def make_figures(model, figures: dict, out: Path, steps: int, seed: int = 0) -> 
     sizes = EvalSizes(steps=steps, seed=seed)
     files = {}
     truth, rec = figures["recon"]
-    _grid([truth, rec], out / "reconstruction.png")
+    save_grid([truth, rec], out / "reconstruction.png")
     files["reconstruction"] = "reconstruction.png"
     if "nvs" in figures:
-        _grid(list(figures["nvs"]), out / "novel_views.png")
+        save_grid(list(figures["nvs"]), out / "novel_views.png")
         files["novel_views"] = "novel_views.png"
 
     codes = torch.from_numpy(figures["codes"]).float()

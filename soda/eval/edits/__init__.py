@@ -35,7 +35,6 @@ from .measure import (
     measure_mixing,
     measure_sliders,
     run_edits,
-    shipped_sliders,
 )
 from .scores import (
     CIRCULAR,
@@ -93,7 +92,6 @@ __all__ = [
     "measure_sliders",
     "mixing_scores",
     "run_edits",
-    "shipped_sliders",
     "slider_outcomes",
     "slider_scores",
     "spec_for_label",

@@ -48,7 +48,7 @@ def edit_figures(figs: dict, out) -> dict[str, str]:
     """The Edits section's PNGs in ``out`` -> {name: filename} (names start with 'edits_')."""
     from pathlib import Path
 
-    from ..report import _grid
+    from ...api import save_grid
 
     out = Path(out)
     files = {}
@@ -61,7 +61,7 @@ def edit_figures(figs: dict, out) -> dict[str, str]:
     neg = [i for i, s in enumerate(sc.strengths) if s < 0]
     pos = [i for i, s in enumerate(sc.strengths) if s > 0]
     cols = [edited[:, i, 0] for i in neg] + [rec[:1].expand(K, -1, -1, -1)] + [edited[:, i, 0] for i in pos]
-    _grid(cols, out / "edits_examples.png")
+    save_grid(cols, out / "edits_examples.png")
     files["edits_examples"] = "edits_examples.png"
     if "mixing" in figs:
         mx: MixingScores = figs["mixing"]
@@ -73,7 +73,7 @@ def edit_figures(figs: dict, out) -> dict[str, str]:
         src, fr, p_src, p_fr = figs["views"]
         n = min(6, src.shape[0])
         tiles = [src[:n]] + [fr[:n, v] for v in range(fr.shape[1])]
-        _grid(tiles, out / "edits_views.png")
+        save_grid(tiles, out / "edits_views.png")
         files["edits_views"] = "edits_views.png"
     return files
 

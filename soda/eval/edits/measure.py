@@ -27,10 +27,8 @@ from .scores import (
     _nan_none,
     accuracy,
     carriers_from_importance,
-    default_specs,
     mixing_scores,
     slider_scores,
-    spec_for_label,
     view_identity,
 )
 
@@ -192,16 +190,17 @@ def run_edits(
     view_scenes: int = 8,
     view_frames: int = 6,
     section_importance: np.ndarray | None = None,
-    fit_latents: tuple[torch.Tensor, torch.Tensor] | None = None,
+    sliders: tuple[torch.Tensor, list[SliderSpec], str] | None = None,
     cache=None,
     progress: Progress | None = None,
 ) -> tuple[dict, dict]:
-    """Edit fidelity of a procedural-world SODA checkpoint -> (metrics, figure arrays). The named sliders are the
-    ones the explorer ships (``shipped_sliders``: its cached assets, else soda.sliders' method fitted on
-    ``fit_latents`` = (Z, factors) of held-out scenes, default 2000 encoded here); they are measured on ``n_scenes``
+    """Edit fidelity of a procedural-world SODA checkpoint -> (metrics, figure arrays). ``sliders`` = (directions
+    (K, D), specs, where they came from): the named sliders to judge (``soda.eval.shipped.shipped_sliders`` gives the
+    ones the explorer ships; required); they are measured on ``n_scenes``
     other held-out scenes at ``strengths`` (std), decoded with ``steps`` (default: the model's preview steps) and
     one noise seed. Section mixing swaps one section at a time between those scenes and n_scenes others; the
-    section expected to carry each factor comes from ``section_importance`` (n_sections, F) when given."""
+    section expected to carry each factor comes from ``section_importance`` (n_sections, F); without it there is
+    no mixing step."""
     from ... import api
     from ...clip.factors import load_or_train_factor_classifiers
     from ...data.views import world_eval_set
@@ -219,10 +218,9 @@ def run_edits(
         return api.decode(model, z, steps=steps, seed=seed)
 
     say(0.05, "slider directions")
-    if fit_latents is None:
-        fit = world_eval_set(2000, model.res, split="test", seed=seed + 11, camera="fixed")
-        fit_latents = (api.encode(model, fit["images"]), fit["factors"])
-    dirs, specs, source = shipped_sliders(model, fit_latents, seed)
+    if sliders is None:
+        raise ValueError("run_edits needs the sliders to judge: soda.eval.shipped.shipped_sliders(model)")
+    dirs, specs, source = sliders
     data = world_eval_set(2 * n_scenes, model.res, split="test", seed=seed + 5, camera="fixed")
     z = api.encode(model, data["images"])
     z_a, z_b = z[:n_scenes], z[n_scenes:]
@@ -246,14 +244,9 @@ def run_edits(
         "preservation": dict(zip(scores.labels, _nan_none(o_scores.preservation), strict=True)),
     }
 
-    if hasattr(model, "n_sections") and model.n_sections > 1:
-        say(0.7, "section mixing")
+    if hasattr(model, "n_sections") and model.n_sections > 1 and section_importance is not None:
+        say(0.7, "section mixing")  # the carriers come from the caller's importance matrix (the runner's DCI)
         imp, where = section_importance, "the DCI importance matrix of z summed within each section"
-        if imp is None:
-            from ...sliders import section_importance as forest_importance
-
-            imp = forest_importance(fit_latents[0], fit_latents[1], model.n_sections)
-            where = "random-forest importance of z summed within each section (soda.sliders.section_importance)"
         mix, _ = measure_mixing(decode, classify, z_a, z_b, api.section_slices(model), carriers_from_importance(imp))
         m["mixing"] = mix.to_json()
         m["mixing"]["carriers_from"] = where
@@ -266,34 +259,6 @@ def run_edits(
     m["seconds"] = round(time.time() - t0, 1)
     say(1.0, "done")
     return m, figs
-
-
-def shipped_sliders(model, fit_latents=None, seed: int = 0) -> tuple[torch.Tensor, list[SliderSpec], str]:
-    """The named sliders the explorer ships for ``model``: those of its explorer assets when they are cached for
-    these weights, else fitted with soda.sliders' shipped method on ``fit_latents`` (Z, factors) (default: 2000
-    encoded held-out scenes) -> (directions (K, D), specs, where they came from)."""
-    from ... import api, precompute, sliders
-    from ...data.views import world_eval_set
-
-    ckpt = getattr(model, "checkpoint_dir", None)
-    if ckpt is not None:
-        fp = precompute.weights_fingerprint(ckpt)
-        for folder in precompute.candidate_dirs(ckpt, fp):
-            assets = precompute.load_assets(folder, fp)
-            if assets is None:
-                continue
-            pairs = [(k, spec_for_label(lab)) for k, lab in enumerate(assets.named_labels)]
-            pairs = [(k, sp) for k, sp in pairs if sp is not None]
-            if len(pairs) == len(default_specs()):
-                method = assets.meta.get("slider_effects", {}).get("method", "as stored")
-                dirs = assets.named_dirs[[k for k, _ in pairs]]
-                return dirs, [sp for _, sp in pairs], f"the explorer's cached sliders ({folder}; method {method})"
-    if fit_latents is None:
-        fit = world_eval_set(2000, model.res, split="test", seed=seed + 11, camera="fixed")
-        fit_latents = (api.encode(model, fit["images"]), fit["factors"])
-    Z, fac = fit_latents
-    dirs, specs = sliders.slider_directions(model, Z, fac)
-    return dirs, specs, f"fitted here on {Z.shape[0]} held-out latents (soda.sliders, method '{sliders.SHIPPED}')"
 
 
 def _view_step(model, res: int, n: int, v: int, steps: int, seed: int, store) -> tuple[dict, tuple]:

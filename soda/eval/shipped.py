@@ -1,0 +1,39 @@
+"""The named sliders the explorer ships for a checkpoint, for the evaluation to judge (``soda.eval.edits.run_edits``).
+
+Lives above both ``soda.precompute`` (the cached explorer assets) and ``soda.sliders`` (the fitted directions), so that
+neither ``soda.eval.edits`` nor ``soda.sliders`` imports the other's caller.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .edits import SliderSpec, default_specs, spec_for_label
+
+
+def shipped_sliders(model, fit_latents=None, seed: int = 0) -> tuple[torch.Tensor, list[SliderSpec], str]:
+    """The named sliders the explorer ships for ``model``: those of its explorer assets when they are cached for
+    these weights, else fitted with soda.sliders' shipped method on ``fit_latents`` (Z, factors) (default: 2000
+    encoded held-out scenes) -> (directions (K, D), specs, where they came from)."""
+    from .. import api, precompute, sliders
+    from ..data.views import world_eval_set
+
+    ckpt = getattr(model, "checkpoint_dir", None)
+    if ckpt is not None:
+        fp = precompute.weights_fingerprint(ckpt)
+        for folder in precompute.candidate_dirs(ckpt, fp):
+            assets = precompute.load_assets(folder, fp)
+            if assets is None:
+                continue
+            pairs = [(k, spec_for_label(lab)) for k, lab in enumerate(assets.named_labels)]
+            pairs = [(k, sp) for k, sp in pairs if sp is not None]
+            if len(pairs) == len(default_specs()):
+                method = assets.meta.get("slider_effects", {}).get("method", "as stored")
+                dirs = assets.named_dirs[[k for k, _ in pairs]]
+                return dirs, [sp for _, sp in pairs], f"the explorer's cached sliders ({folder}; method {method})"
+    if fit_latents is None:
+        fit = world_eval_set(2000, model.res, split="test", seed=seed + 11, camera="fixed")
+        fit_latents = (api.encode(model, fit["images"]), fit["factors"])
+    Z, fac = fit_latents
+    dirs, specs = sliders.slider_directions(model, Z, fac)
+    return dirs, specs, f"fitted here on {Z.shape[0]} held-out latents (soda.sliders, method '{sliders.SHIPPED}')"
