@@ -35,12 +35,12 @@ if "GRADIO_TEMP_DIR" not in os.environ:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def make_tiny_checkpoint(folder: Path, seed: int = 0) -> Path:
-    """The `tiny` preset with random output and z-modulation weights (so that images depend on z), saved."""
+def make_tiny_checkpoint(folder: Path, seed: int = 0, preset: str = "tiny") -> Path:
+    """A preset (default `tiny`) with random output and z-modulation weights (so that images depend on z), saved."""
     from soda.config import SODAConfig
     from soda.model import SODA
 
-    cfg = SODAConfig.from_yaml("tiny")
+    cfg = SODAConfig.from_yaml(preset)
     torch.manual_seed(seed)
     model = SODA(cfg.model)
     randomise_output_layer(model)

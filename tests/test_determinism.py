@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,21 +74,10 @@ print(json.dumps(res))
 
 def _world32_checkpoint(folder: Path) -> Path:
     """The bundled checkpoint's architecture (soda/configs/world32-cpu.yaml) with random weights that make the
-    output depend on z (as helpers.make_tiny_checkpoint does for `tiny`)."""
-    from conftest import randomise_output_layer
+    output depend on z."""
+    from helpers import make_tiny_checkpoint
 
-    from soda.config import SODAConfig
-    from soda.model import SODA
-
-    cfg = SODAConfig.from_yaml("world32-cpu")
-    torch.manual_seed(0)
-    model = SODA(cfg.model)
-    randomise_output_layer(model)
-    for blk in model.modules():
-        if getattr(blk, "z_mod", None) is not None:
-            torch.nn.init.normal_(blk.z_mod.weight, std=0.5)
-    model.save_pretrained(folder, full_config=cfg)
-    return folder
+    return make_tiny_checkpoint(folder, seed=0, preset="world32-cpu")
 
 
 @pytest.fixture(scope="module")
