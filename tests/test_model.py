@@ -114,3 +114,37 @@ def test_checkpoint_errors_are_clear(tiny_cfg, tmp_path):
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ConfigError, match="not a readable safetensors file"):
         SODA.from_pretrained(path)
+
+
+def test_spatial_z_and_coords_switches(tiny_cfg):
+    """unet.z_spatial adds a zero-initialised z -> (C, S, S) map to the blocks at sizes <= z_spatial (in the z
+    pathway's learning-rate group); unet.coords adds a fixed position grid to the decoder input. Both are off by
+    default, leaving the paper's decoder (and every older checkpoint's state dict) unchanged."""
+    from soda.model.layers import coordinate_grid
+
+    plain = SODA(tiny_cfg.model)
+    assert not any(".z_map." in n for n, _ in plain.named_parameters())
+    res = tiny_cfg.model.res
+    cfg = SODAConfig.from_yaml(
+        "tiny", [f"--model.unet.z_spatial={res // 2}", "--model.unet.coords=true", "--train.out_dir=unused"]
+    )
+    torch.manual_seed(0)
+    m = SODA(cfg.model)
+    maps = {n: p for n, p in m.named_parameters() if ".z_map." in n}
+    assert maps and all(float(p.abs().max()) == 0.0 for p in maps.values())
+    # only blocks below full resolution get a map; its size is the block's resolution
+    sizes = {mod.z_map_size for mod in m.unet.modules() if getattr(mod, "z_map", None) is not None}
+    assert sizes and max(sizes) <= res // 2
+    assert {id(p) for p in maps.values()} <= {id(p) for p in m.z_parameters()}
+    assert m.unet.stem.in_channels == 3 + m.dec_rays + 10
+    grid = coordinate_grid(8)
+    assert grid.shape == (10, 8, 8) and grid[0, 0, 0] == -grid[0, 0, -1] and grid[1, 0, 0] == -grid[1, -1, 0]
+    # with random maps the output depends on z
+    randomise_output_layer(m)
+    for p in maps.values():
+        torch.nn.init.normal_(p, std=0.5)
+    x, rays, t = _inputs(m)
+    za, zb = m.sections(torch.randn(4, m.z_dim)), m.sections(torch.randn(4, m.z_dim))
+    with torch.no_grad():
+        d = m.denoise(x, t, za, rays) - m.denoise(x, t, zb, rays)
+    assert d.abs().max() > 1e-3

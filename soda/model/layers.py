@@ -24,6 +24,25 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
 
 
+COORD_CHANNELS = 10
+
+
+def coordinate_grid(res: int) -> torch.Tensor:
+    """(COORD_CHANNELS, res, res): pixel-centre x and y in [-1, 1], then sin and cos of pi * f * (x, y) at f = 1, 2
+    (unet.coords: the decoder's sense of position where no camera rays give one)."""
+    c = (torch.arange(res, dtype=torch.float32) + 0.5) / res * 2 - 1
+    y, x = torch.meshgrid(c, c, indexing="ij")
+    chans = [x, y]
+    for f in (1.0, 2.0):
+        chans += [
+            torch.sin(math.pi * f * x),
+            torch.cos(math.pi * f * x),
+            torch.sin(math.pi * f * y),
+            torch.cos(math.pi * f * y),
+        ]
+    return torch.stack(chans)
+
+
 def group_norm(channels: int, groups: int) -> nn.GroupNorm:
     return nn.GroupNorm(min(groups, channels), channels, eps=1e-6)
 
@@ -31,18 +50,31 @@ def group_norm(channels: int, groups: int) -> nn.GroupNorm:
 class ResBlock(nn.Module):
     """GN -> SiLU -> conv -> GN modulated by time (s_t, b_t) then by its latent section (s_z, b_z) -> SiLU -> conv.
 
-    ``h = GN(h) * (1 + s_t) + b_t``; ``h = h * (1 + s_z) + b_z``. Both modulation maps are zero-initialised, so at
+    ``h = GN(h) * (1 + s_t) + b_t``; ``h = h * (1 + s_z) + b_z`` (``+ M z`` reshaped to (C, S, S) with a
+    ``z_map_size`` S, unet.z_spatial). The modulation maps are zero-initialised, so at
     initialisation the block ignores t and z; they start to act after the first optimiser step (the convs keep
     their default init so that gradients reach the modulation maps at once).
     """
 
-    def __init__(self, c_in: int, c_out: int, t_dim: int, z_dim: int, groups: int = 32, dropout: float = 0.0):
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        t_dim: int,
+        z_dim: int,
+        groups: int = 32,
+        dropout: float = 0.0,
+        z_map_size: int = 0,
+    ):
         super().__init__()
         self.norm1 = group_norm(c_in, groups)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.norm2 = group_norm(c_out, groups)
         self.t_mod = zero_module(nn.Linear(t_dim, 2 * c_out))
         self.z_mod = zero_module(nn.Linear(z_dim, 2 * c_out)) if z_dim > 0 else None
+        # unet.z_spatial: z_sec -> a (C, S, S) map added after the modulation (S = this block's resolution)
+        self.z_map = zero_module(nn.Linear(z_dim, c_out * z_map_size**2)) if z_dim > 0 and z_map_size else None
+        self.z_map_size = z_map_size
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
@@ -55,6 +87,9 @@ class ResBlock(nn.Module):
         if self.z_mod is not None and z_sec is not None:
             s_z, b_z = self.z_mod(z_sec)[:, :, None, None].chunk(2, dim=1)
             h = h * (1 + s_z) + b_z
+            if self.z_map is not None:
+                s = self.z_map_size
+                h = h + self.z_map(z_sec).view(h.shape[0], -1, s, s).to(h.dtype)
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
 

@@ -12,6 +12,7 @@ from ..diffusion import SAMPLERS, diffusion_loss
 from ..diffusion.guidance import guided_denoiser
 from .encoder import Encoder
 from .io import CheckpointMixin
+from .layers import COORD_CHANNELS, coordinate_grid
 from .unet import UNet
 
 
@@ -28,9 +29,10 @@ class SODA(CheckpointMixin, nn.Module):
         self.section_dim = cfg.section_dim
         self.enc_rays = cfg.ray_channels if e.use_rays else 0
         self.dec_rays = cfg.ray_channels if u.use_rays else 0
+        self.dec_coords = COORD_CHANNELS if u.coords else 0
         self.encoder = Encoder(3 + self.enc_rays, lat.z_dim, e.base_channels, e.channel_mult, e.blocks_per_stage)
         self.unet = UNet(
-            3 + self.dec_rays,
+            3 + self.dec_rays + self.dec_coords,
             3,
             self.section_dim,
             self.n_sections,
@@ -41,6 +43,8 @@ class SODA(CheckpointMixin, nn.Module):
             u.num_heads,
             u.groups,
             u.dropout,
+            cfg.res,
+            u.z_spatial,
         )
         self.mask_rate = 1.0  # fraction of p_section / p_drop applied in training (the trainer's masking warm-up)
         null = torch.zeros(self.n_sections, self.section_dim)
@@ -63,11 +67,13 @@ class SODA(CheckpointMixin, nn.Module):
         return z.view(z.shape[0], self.n_sections, self.section_dim)
 
     def z_parameters(self) -> list[nn.Parameter]:
-        """The z pathway: encoder, the z modulation of every block, the learned null (trained at train.z_lr_mult)."""
+        """The z pathway: encoder, the z modulation (and spatial map) of every block, the learned null (trained at
+        train.z_lr_mult)."""
         params = list(self.encoder.parameters())
-        params += [
-            p for m in self.unet.modules() if getattr(m, "z_mod", None) is not None for p in m.z_mod.parameters()
-        ]
+        for m in self.unet.modules():
+            for name in ("z_mod", "z_map"):
+                if getattr(m, name, None) is not None:
+                    params += list(getattr(m, name).parameters())
         if isinstance(self.null, nn.Parameter):
             params.append(self.null)
         return params
@@ -97,6 +103,9 @@ class SODA(CheckpointMixin, nn.Module):
             if rays is None:
                 raise ValueError("this checkpoint's decoder needs the target camera rays")
             x_t = torch.cat([x_t, rays.to(x_t.dtype)], dim=1)
+        if self.dec_coords:
+            grid = coordinate_grid(x_t.shape[-1]).to(x_t.device, x_t.dtype)
+            x_t = torch.cat([x_t, grid.expand(x_t.shape[0], -1, -1, -1)], dim=1)
         return self.unet(x_t, t, zs)
 
     @torch.no_grad()

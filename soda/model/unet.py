@@ -33,6 +33,8 @@ class UNet(nn.Module):
         num_heads: int = 4,
         groups: int = 32,
         dropout: float = 0.0,
+        res: int = 32,
+        z_spatial: int = 0,
     ):
         super().__init__()
         L = len(channel_mult)
@@ -42,8 +44,9 @@ class UNet(nn.Module):
         self.base_channels = base_channels
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
 
-        def res(ci: int, co: int) -> ResBlock:
-            return ResBlock(ci, co, t_dim, section_dim, groups, dropout)
+        def block(ci: int, co: int, lvl: int) -> ResBlock:
+            size = res // 2**lvl  # this level's resolution; z_spatial maps only at sizes <= z_spatial
+            return ResBlock(ci, co, t_dim, section_dim, groups, dropout, size if size <= z_spatial else 0)
 
         # ---- down path ----
         self.down = nn.ModuleList()
@@ -53,7 +56,7 @@ class UNet(nn.Module):
             stage = nn.ModuleList()
             for _ in range(num_res_blocks):
                 co = base_channels * mult
-                stage.append(res(c, co))
+                stage.append(block(c, co, lvl))
                 if lvl in attention_levels:
                     stage.append(Attention(co, num_heads, groups))
                 c = co
@@ -63,14 +66,14 @@ class UNet(nn.Module):
                 skips.append(c)
             self.down.append(stage)
         # ---- middle ----
-        self.mid = nn.ModuleList([res(c, c), Attention(c, num_heads, groups), res(c, c)])
+        self.mid = nn.ModuleList([block(c, c, L - 1), Attention(c, num_heads, groups), block(c, c, L - 1)])
         # ---- up path ----
         self.up = nn.ModuleList()
         for lvl, mult in reversed(list(enumerate(channel_mult))):
             stage = nn.ModuleList()
             for _ in range(num_res_blocks + 1):
                 co = base_channels * mult
-                stage.append(res(c + skips.pop(), co))
+                stage.append(block(c + skips.pop(), co, lvl))
                 if lvl in attention_levels:
                     stage.append(Attention(co, num_heads, groups))
                 c = co
