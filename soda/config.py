@@ -47,9 +47,9 @@ class UNetConfig:
     dropout: float = 0.0
     groups: int = 32
     use_rays: bool = True  # target camera rays concatenated to the noisy input
-    # Beyond the paper (off by default; docs/DATA.md "Spatial z"): every block at a resolution of at most z_spatial
-    # pixels per side also adds a zero-initialised linear map of its latent section to a (C, H, W) feature map, so
-    # that z can place things (a digit's strokes) and not only rescale channels (0 = off, the paper's decoder).
+    # Beyond the paper (off by default; docs/DATA.md "Spatial z"): every block of the z_spatial lowest-resolution
+    # levels (1 = the bottom level and the middle) also adds a zero-initialised linear map of its latent section to a
+    # (C, H, W) feature map, so that z can place things (a digit's strokes), not only rescale channels (0 = off).
     z_spatial: int = 0
     # a fixed x/y grid and its sin/cos at 2 frequencies (10 channels) concatenated to the noisy input: the decoder's
     # sense of position where no camera rays give one (single-view data)
@@ -228,7 +228,11 @@ class SODAConfig:
         for c in (u.base_channels * k for k in u.channel_mult):
             _check(c % u.groups == 0, "model.unet.groups", f"must divide every stage width (got width {c})")
         _check(u.num_res_blocks >= 1, "model.unet.num_res_blocks", "must be >= 1")
-        _check(u.z_spatial >= 0, "model.unet.z_spatial", "must be >= 0 (0 = off)")
+        _check(
+            0 <= u.z_spatial <= len(u.channel_mult),
+            "model.unet.z_spatial",
+            f"must be between 0 (off) and the number of levels ({len(u.channel_mult)})",
+        )
         _check(self.model.encoder.base_channels % 8 == 0, "model.encoder.base_channels", "must be a multiple of 8")
         d = m.diffusion
         _check(d.schedule in SCHEDULES, "model.diffusion.schedule", f"must be {_one_of(SCHEDULES)}")

@@ -125,16 +125,16 @@ def test_spatial_z_and_coords_switches(tiny_cfg):
     plain = SODA(tiny_cfg.model)
     assert not any(".z_map." in n for n, _ in plain.named_parameters())
     res = tiny_cfg.model.res
-    cfg = SODAConfig.from_yaml(
-        "tiny", [f"--model.unet.z_spatial={res // 2}", "--model.unet.coords=true", "--train.out_dir=unused"]
-    )
+    cfg = SODAConfig.from_yaml("tiny", ["--model.unet.z_spatial=1", "--model.unet.coords=true", "--train.out_dir=x"])
     torch.manual_seed(0)
     m = SODA(cfg.model)
     maps = {n: p for n, p in m.named_parameters() if ".z_map." in n}
     assert maps and all(float(p.abs().max()) == 0.0 for p in maps.values())
-    # only blocks below full resolution get a map; its size is the block's resolution
+    # only the lowest level's blocks (tiny: 2 levels, 16 and 8 px) get a map, at that level's resolution
     sizes = {mod.z_map_size for mod in m.unet.modules() if getattr(mod, "z_map", None) is not None}
-    assert sizes and max(sizes) <= res // 2
+    assert sizes == {res // 2}
+    with pytest.raises(ConfigError, match="z_spatial"):
+        SODAConfig.from_yaml("tiny", ["--model.unet.z_spatial=3"])
     assert {id(p) for p in maps.values()} <= {id(p) for p in m.z_parameters()}
     assert m.unet.stem.in_channels == 3 + m.dec_rays + 10
     grid = coordinate_grid(8)

@@ -45,8 +45,9 @@ class UNet(nn.Module):
         self.stem = nn.Conv2d(in_channels, base_channels, 3, padding=1)
 
         def block(ci: int, co: int, lvl: int) -> ResBlock:
-            size = res // 2**lvl  # this level's resolution; z_spatial maps only at sizes <= z_spatial
-            return ResBlock(ci, co, t_dim, section_dim, groups, dropout, size if size <= z_spatial else 0)
+            # the z_spatial lowest levels get a z -> (C, S, S) map at their resolution S
+            size = res // 2**lvl if lvl >= L - z_spatial else 0
+            return ResBlock(ci, co, t_dim, section_dim, groups, dropout, size)
 
         # ---- down path ----
         self.down = nn.ModuleList()
