@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -129,6 +130,9 @@ class TrainConfig:
     channels_last: bool = False
     threads: int = 0  # 0 = torch default
     init_from: str = ""  # warm start: a checkpoint folder whose weights (same architecture) initialise a new run
+    # After the warm-up: "constant" (the paper) or "cosine" from lr down to lr * lr_final at train.steps
+    lr_decay: str = "constant"
+    lr_final: float = 0.1
     # The z pathway (encoder, z modulation of every block, the learned null) learns z_lr_mult x faster than the rest.
     z_lr_mult: float = 1.0
     # Layer masking schedule, in images seen: off for mask_warmup images (until z is in use), then its rates ramp
@@ -282,7 +286,19 @@ class SODAConfig:
         _check(t.device in ("auto", "cpu", "cuda"), "train.device", "must be auto, cpu or cuda")
         _check(t.amp in ("auto", "bf16", "off"), "train.amp", "must be auto, bf16 or off")
         _check(t.z_lr_mult > 0, "train.z_lr_mult", "must be positive")
+        _check(t.lr_decay in ("constant", "cosine"), "train.lr_decay", "must be constant or cosine")
+        _check(0 <= t.lr_final <= 1, "train.lr_final", "must be in [0, 1] (a fraction of train.lr)")
         _check(t.mask_warmup >= 0 and t.mask_ramp >= 0, "train.mask_warmup", "and train.mask_ramp must be >= 0")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimizer step ``step`` (0-based): linear warm-up over train.warmup steps, then
+        constant or a cosine from train.lr to train.lr * train.lr_final at train.steps."""
+        t = self.train
+        lr = t.lr * min(1.0, (step + 1) / max(1, t.warmup))
+        if t.lr_decay == "cosine" and step >= t.warmup:
+            frac = min(1.0, (step - t.warmup) / max(1, t.steps - t.warmup))
+            lr *= t.lr_final + (1 - t.lr_final) * 0.5 * (1 + math.cos(math.pi * frac))
+        return lr
 
     def mask_rate(self, images_seen: int) -> float:
         """Fraction of the configured masking rates in force after ``images_seen`` training images (0..1)."""

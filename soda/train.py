@@ -164,7 +164,7 @@ def train(
         while step < end:
             # one optimizer step
             batch = _to(next(data), device, tc.channels_last)
-            lr = tc.lr * min(1.0, (step + 1) / max(1, tc.warmup))
+            lr = cfg.lr_at(step)
             for g in opt.param_groups:
                 g["lr"] = lr * g.get("lr_mult", 1.0)
             model.mask_rate = cfg.mask_rate(extra["images_seen"])

@@ -233,3 +233,20 @@ def test_soda_eval_names_stay_functions_after_submodule_imports():
     importlib.import_module("soda.eval.dci")
     importlib.import_module("soda.eval.mig")
     assert callable(ev.dci) and callable(ev.mig)  # the functions, not the modules of the same name
+
+
+def test_learning_rate_schedule():
+    """Warm-up, then constant (the default) or a cosine to lr * lr_final exactly at train.steps."""
+    c = SODAConfig.from_yaml("tiny", ["--train.lr=1e-3", "--train.warmup=10", "--train.steps=110"])
+    assert c.lr_at(0) == pytest.approx(1e-4) and c.lr_at(9) == pytest.approx(1e-3)
+    assert c.lr_at(50) == c.lr_at(109) == pytest.approx(1e-3)
+    c = SODAConfig.from_yaml(
+        "tiny", ["--train.lr=1e-3", "--train.warmup=10", "--train.steps=110", "--train.lr_decay=cosine"]
+    )
+    assert c.lr_at(4) == pytest.approx(5e-4) and c.lr_at(10) == pytest.approx(1e-3)
+    assert c.lr_at(60) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))  # half way: the mean of the two ends
+    assert c.lr_at(110) == pytest.approx(1e-4) and c.lr_at(500) == pytest.approx(1e-4)
+    lrs = [c.lr_at(s) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(ConfigError, match="lr_decay"):
+        SODAConfig.from_yaml("tiny", ["--train.lr_decay=linear"])
