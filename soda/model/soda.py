@@ -30,6 +30,8 @@ class SODA(CheckpointMixin, nn.Module):
         self.enc_rays = cfg.ray_channels if e.use_rays else 0
         self.dec_rays = cfg.ray_channels if u.use_rays else 0
         self.dec_coords = COORD_CHANNELS if u.coords else 0
+        if u.coords:  # fixed, built once; not saved (the config rebuilds it)
+            self.register_buffer("coord_grid", coordinate_grid(cfg.res), persistent=False)
         self.encoder = Encoder(3 + self.enc_rays, lat.z_dim, e.base_channels, e.channel_mult, e.blocks_per_stage)
         self.unet = UNet(
             3 + self.dec_rays + self.dec_coords,
@@ -104,8 +106,8 @@ class SODA(CheckpointMixin, nn.Module):
                 raise ValueError("this checkpoint's decoder needs the target camera rays")
             x_t = torch.cat([x_t, rays.to(x_t.dtype)], dim=1)
         if self.dec_coords:
-            grid = coordinate_grid(x_t.shape[-1]).to(x_t.device, x_t.dtype)
-            x_t = torch.cat([x_t, grid.expand(x_t.shape[0], -1, -1, -1)], dim=1)
+            grid = self.coord_grid.to(x_t.dtype).expand(x_t.shape[0], -1, -1, -1)
+            x_t = torch.cat([x_t, grid], dim=1)
         return self.unet(x_t, t, zs)
 
     @torch.no_grad()
