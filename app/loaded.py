@@ -36,7 +36,7 @@ class Loaded:
     key: str
     model: torch.nn.Module
     assets: precompute.ExplorerAssets
-    directions: dict[str, torch.Tensor]  # edit name -> (z_dim,)
+    directions: dict  # edit name -> (z_dim,) direction, or a slider with move(z, amount) (soda.sliders.HueRotation)
     slots: list[str | None]  # N_SLOTS edit names (None: slot unused)
     slot_labels: list[str]
     section_titles: list[str]
@@ -55,7 +55,7 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
     """Name the directions and lay them out on the fixed slider slots."""
     from soda.model import stage_sections
 
-    dirs: dict[str, torch.Tensor] = {}
+    dirs: dict = {}
     slots: list[str | None] = [None] * N_SLOTS
     labels = [f"slot {i}" for i in range(N_SLOTS)]
     measured = assets.meta.get("slider_effects") or {}  # soda.sliders.ensure_measured (python -m soda.precompute)
@@ -74,9 +74,10 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
                 if got.get("factor"):
                     labels[k * COMPONENTS + c] += f" · {got['factor'].replace('_', ' ')}"
                 infos[name] = got["caption"]
+    named = assets.named_sliders()  # a direction, or a HueRotation (moved by api.move_along like one)
     for j, lab in enumerate(assets.named_labels[:NAMED_SLOTS]):
         name = f"label.{lab}"
-        dirs[name] = assets.named_dirs[j]
+        dirs[name] = named[j]
         slots[SECTION_SLOTS * COMPONENTS + j] = name
         labels[SECTION_SLOTS * COMPONENTS + j] = lab
         if measured.get("named", {}).get(lab):

@@ -5,9 +5,10 @@ measured on the same ``--scenes`` other held-out scenes (seed 5, the evaluation'
 fitted one is skipped), strengths -2, -1, +1, +2 std, the model's preview steps, noise seed 0. ``refined`` starts from
 ``mean_all`` and is tuned (soda.sliders.refine_direction) on ``--refine-scenes`` of the fitted scenes with noise seed
 1, so neither its scenes nor its noise are the measured ones. Phases, so that the decoder-free part and the costly
-part can run apart: ``prepare`` (encode, importance), ``base`` (the five existing methods), ``refined``, ``table``.
+part can run apart: ``prepare`` (encode, importance), ``base`` (the five existing methods), ``refined``, ``rotate``
+(the hue sliders that turn the colour wheel, soda.sliders.HueRotation: ``rotate`` and ``rotate_sec``), ``table``.
 
-    python scripts/compare_sliders.py CKPT OUT --phase prepare|base|refined|table [--labels "object_hue +,floor_hue +"]
+    python scripts/compare_sliders.py CKPT OUT --phase prepare|base|refined|rotate|table [--labels "object_hue +"]
 """
 
 from __future__ import annotations
@@ -40,14 +41,20 @@ def prepare(model, out: Path, n_fit: int, n_scenes: int) -> None:
     log(f"measured scenes: {len(keep)} (skipped {keep[-1] + 1 - len(keep)} that equal a fitted scene)")
     Zm = api.encode(model, meas["images"][keep])
     imp = section_importance(Zf, fit["factors"], model.n_sections)
+    imp = torch.from_numpy(imp)  # tensors only: data.pt is read back with weights_only=True
     torch.save({"Zf": Zf, "ff": fit["factors"], "Zm": Zm, "fm": meas["factors"][keep], "imp": imp}, out / "data.pt")
 
 
-def directions(model, clf, data: dict, method: str, specs, refine: dict) -> torch.Tensor:
-    from soda.sliders import fit_directions, projected_directions, refine_direction
+def directions(model, clf, data: dict, method: str, specs, refine: dict):
+    """(K, D) directions, or K HueRotations for the rotation methods."""
+    from soda.sliders import ROTATE_METHODS, fit_directions, fit_rotations, projected_directions, refine_direction
 
     Zf, ff, imp = data["Zf"], data["ff"], data["imp"]
     sd = Zf.shape[1] // model.n_sections
+    if method in ROTATE_METHODS:
+        R, kept = fit_rotations(Zf, ff, specs, method, imp, sd, model, clf, seed=0)  # as choose_directions does
+        assert kept == list(specs), "the rotation methods are for hue sliders only"
+        return R
     base = "mean_all" if method in ("projected", "refined") else method
     D, kept = fit_directions(Zf, ff, specs, base, imp, sd)
     assert kept == list(specs), "every compared slider must have both sides in the fitted scenes"
@@ -91,7 +98,7 @@ def measure(model, clf, data: dict, methods, specs, refine: dict, out: Path, tag
         lambda z: api.decode(model, z, steps=steps, seed=0),
         clf.predict,
         data["Zm"],
-        torch.cat(Ds),
+        [d for D in Ds for d in D],  # directions (rows) and rotations alike
         all_specs,
         STRENGTHS,
         progress=lambda f, s: log(f"{s} {f:.0%}") if int(f * 100) % 10 == 0 else None,
@@ -106,9 +113,8 @@ def measure(model, clf, data: dict, methods, specs, refine: dict, out: Path, tag
                 "preservation": float(sc.preservation[r]),
                 "changes": sc.changes[r].tolist(),
             }
-    torch.save(
-        {"dirs": dict(zip(methods, Ds, strict=True)), "after": ex["after"], "before": ex["before"]}, out / f"{tag}.pt"
-    )
+    kept = {m: D if isinstance(D, torch.Tensor) else [r.tensors() for r in D] for m, D in zip(methods, Ds, strict=True)}
+    torch.save({"dirs": kept, "after": ex["after"], "before": ex["before"]}, out / f"{tag}.pt")
     (out / f"{tag}.json").write_text(json.dumps(res, indent=1))
     log(f"{tag}: measured in {secs:.0f} s")
 
@@ -138,7 +144,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("ckpt")
     ap.add_argument("out")
-    ap.add_argument("--phase", choices=("prepare", "base", "refined", "table"), required=True)
+    ap.add_argument("--phase", choices=("prepare", "base", "refined", "rotate", "table"), required=True)
     ap.add_argument("--labels", default="object_hue +,floor_hue +")
     ap.add_argument("--fit", type=int, default=3000)
     ap.add_argument("--scenes", type=int, default=16)
@@ -161,10 +167,15 @@ def main() -> None:
         return prepare(model, out, a.fit, a.scenes)
     clf = load_or_train_factor_classifiers(model.res, cache_root() / "factor-classifiers")
     data = torch.load(out / "data.pt", weights_only=True)  # a dict of tensors this script wrote
+    data["imp"] = data["imp"].numpy()
     specs = [spec_for_label(x.strip()) for x in a.labels.split(",")]
     refine = {"scenes": a.refine_scenes, "steps": a.refine_steps, "decode_steps": a.refine_decode_steps}
-    methods = BASE if a.phase == "base" else ("refined",)
-    tag = a.phase if a.phase == "base" else f"refined-s{a.refine_scenes}-n{a.refine_steps}-d{a.refine_decode_steps}"
+    from soda.sliders import ROTATE_METHODS
+
+    methods = {"base": BASE, "rotate": ROTATE_METHODS}.get(a.phase, ("refined",))
+    tag = a.phase
+    if a.phase == "refined":
+        tag = f"refined-s{a.refine_scenes}-n{a.refine_steps}-d{a.refine_decode_steps}"
     measure(model, clf, data, methods, specs, refine, out, tag)
 
 

@@ -189,12 +189,15 @@ def section_directions(model: SODA, Z: torch.Tensor, n_components: int = 3) -> l
     return out
 
 
-def move_along(z: torch.Tensor, direction: torch.Tensor, amount: float | torch.Tensor) -> torch.Tensor:
-    """z (B, z_dim) + amount * direction (z_dim,) (amount in units of the direction's std)."""
+def move_along(z: torch.Tensor, direction, amount: float | torch.Tensor) -> torch.Tensor:
+    """z (B, z_dim) + amount * direction (z_dim,) (amount in units of the direction's std). A slider that is not a
+    straight line (an object with ``move(z, amount)``, such as soda.sliders.HueRotation) makes its own move."""
+    if hasattr(direction, "move"):
+        return direction.move(z, amount)
     return z + torch.as_tensor(amount, dtype=z.dtype).reshape(-1, 1) * direction.to(z.dtype)
 
 
-def traverse(z: torch.Tensor, direction: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
+def traverse(z: torch.Tensor, direction, values: Sequence[float]) -> torch.Tensor:
     """One latent (1 or z_dim,) moved to each of ``values`` std along ``direction`` -> (len(values), z_dim)."""
     z = z.reshape(1, -1)
     return move_along(z.expand(len(values), -1), direction, torch.tensor(list(values)))

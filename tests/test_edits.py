@@ -202,6 +202,30 @@ def test_the_oracle_with_permuted_directions_scores_low(oracle_setup):
         assert np.nanargmax(sc.changes[k]) == specs[p].index
 
 
+def test_the_oracle_with_hue_rotations_scores_one(oracle_setup):
+    """Hue sliders that turn the wheel (soda.sliders.HueRotation), fitted on the oracle's latents and measured
+    beside straight directions in one call: they move their hue the promised way in every edit and nothing else."""
+    from soda import sliders as SL
+
+    oracle, reader, z, factors = oracle_setup
+    specs = E.default_specs()
+    hue_specs = specs[:3]
+    assert [s.factor for s in hue_specs] == list(E.CIRCULAR)
+    classes = bin_factors(factors)
+    rots = []
+    for s in hue_specs:  # written on the oracle's own hue dims (24 scenes correlate with the rest by chance)
+        dims = torch.zeros(oracle.z_dim, dtype=torch.bool)
+        dims[oracle.dims[s.factor]] = True
+        rots.append(SL.fit_rotation(z, classes[:, s.index], s, dims))
+    dirs = oracle.directions(specs)
+    mixed = [*rots, *dirs[3:]]  # rotations for the hues, the oracle's own directions for the rest
+    sc, _ = E.measure_sliders(reader.decode, reader.classify, z, mixed, specs)
+    assert np.all(sc.effect == 1.0) and np.all(sc.preservation == 1.0)
+    # the same rotations sent to the wrong hue sliders never move the promised factor
+    sc, _ = E.measure_sliders(reader.decode, reader.classify, z, [rots[1], rots[2], rots[0]], hue_specs)
+    assert np.all(sc.effect == 0.0)
+
+
 def test_the_oracle_mixes_sections_exactly(oracle_setup):
     oracle, reader, z, _ = oracle_setup
     z_a, z_b = z[:12], z[12:]

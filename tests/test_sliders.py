@@ -77,10 +77,111 @@ def test_a_slider_without_both_sides_in_the_data_is_left_out():
     assert [s.label for s in kept] == ["floor_hue +", "wall_hue +", "object_hue +", "scale +", "orientation +"]
 
 
+# ------------------------------------------------------------------------------------------------------------
+# Hue sliders that turn the colour wheel (soda.sliders.rotate)
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _arc(a, b, n=10):
+    return torch.minimum((a - b) % n, (b - a) % n)
+
+
+def test_hue_rotation_turns_each_hue_one_class_towards_the_named_colour():
+    """Known answers on latents whose object hue lies on a circle (synthetic(): dims 0-1): one unit turns every
+    scene's hue one class along the shorter arc towards blue (+) or yellow (-), never past it, and leaves every
+    other section as it was (rotate_sec); the straight 'mean' direction cannot: a scene whose hue is the - end
+    itself (yellow) moves through the centre of the circle, where no hue is read."""
+    Z, f = synthetic()
+    imp = SL.section_importance(Z, f, 4, n_max=400)
+    spec = E.spec_for_label("object_hue +")  # + blue (7), - yellow (2)
+    (rot,), kept = SL.fit_rotations(Z, f, [spec], "rotate_sec", imp, 3)
+    assert kept == [spec] and isinstance(rot, SL.HueRotation)
+    hue = f[:, 2]
+    u0 = rot.position(Z)
+    err = _arc(u0, hue.double())
+    assert float(err.median()) < 0.1 and float(err.max()) < 0.5  # it reads where each hue lies (noise 0.05)
+    for amount, end in ((1.0, 7), (-1.0, 2), (2.0, 7), (-2.0, 2)):
+        z1 = rot.move(Z, amount)
+        u1 = rot.position(z1)
+        before, after = _arc(u0, torch.tensor(float(end))), _arc(u1, torch.tensor(float(end)))
+        want = torch.clamp(before - abs(amount), min=0)  # |amount| classes closer, stopping at the named colour
+        miss = (after - want).abs()
+        assert float(miss.median()) < 0.1 and float(miss.max()) < 0.5
+        assert torch.equal(z1[:, 3:], Z[:, 3:])  # only the hue's section (dims 0-2) moves
+    far = rot.move(Z, 50.0)  # never past the named colour
+    assert float(_arc(rot.position(far), torch.tensor(7.0)).max()) < 0.5
+    assert torch.equal(rot.move(Z, 0.0), Z)
+    per_row = rot.move(Z[:3], torch.tensor([1.0, 0.0, -1.0]))  # one amount per row, as api.traverse asks
+    assert torch.equal(per_row[1], Z[1]) and torch.allclose(per_row[0], rot.move(Z[:1], 1.0)[0])
+    from soda import api
+
+    assert torch.equal(api.move_along(Z, rot, 1.0), rot.move(Z, 1.0))  # every consumer moves it through the api
+    # the straight line from a yellow scene: +1 std lands near the centre of the circle, far from any hue
+    D, _ = SL.fit_directions(Z, f, [spec], "mean", imp, 3)
+    yellow = Z[hue == 2][:20]
+    radius = lambda z: z[:, :2].norm(dim=1)  # noqa: E731
+    assert float(radius(api.move_along(yellow, D[0], 1.0)).mean()) < 0.6 * float(radius(yellow).mean())
+    assert float(radius(rot.move(yellow, 1.0)).mean()) > 0.9 * float(radius(yellow).mean())
+
+
+def test_hue_rotation_leaves_out_sliders_that_are_not_hues_and_checks_its_parts():
+    Z, f = synthetic()
+    rots, kept = SL.fit_rotations(Z, f, E.default_specs(), "rotate")
+    assert [s.label for s in kept] == ["floor_hue +", "wall_hue +", "object_hue +"]
+    with pytest.raises(ValueError, match="not a hue slider"):
+        SL.fit_rotation(Z, f[:, 3], E.spec_for_label("scale +"))
+    with pytest.raises(ValueError, match="section importance"):
+        SL.fit_rotations(Z, f, E.default_specs(), "rotate_sec")
+    parts = rots[2].tensors()
+    again = SL.HueRotation.from_parts(parts, rots[2].meta())
+    assert torch.equal(again.move(Z, 1.5), rots[2].move(Z, 1.5))
+    with pytest.raises(ValueError, match="shapes"):
+        SL.HueRotation.from_parts({**parts, "read": parts["read"][:5]}, rots[2].meta())
+    with pytest.raises(ValueError, match="out of range"):
+        SL.HueRotation.from_parts(parts, {**rots[2].meta(), "plus": 12})
+
+
+def test_hue_rotations_travel_with_the_assets_and_move_the_app_slider(tmp_path, monkeypatch):
+    from helpers import make_tiny_checkpoint
+
+    from app.explorer_render import Renderer
+    from app.loaded import make_loaded
+    from soda import api, precompute
+
+    monkeypatch.setenv("SODA_CACHE", str(tmp_path / "cache"))
+    ckpt = make_tiny_checkpoint(tmp_path / "tiny")
+    model = api.load_model(str(ckpt))
+    assets = precompute.compute_assets(model, n_examples=2, n_map=64)
+    rots, specs = SL.fit_rotations(assets.map_latents, assets.map_factors, E.default_specs(), "rotate")
+    sliders = [rots[0], assets.named_dirs[1], rots[2], *assets.named_dirs[3:]]
+    assets.set_named(sliders, assets.named_labels)
+    assert set(assets.named_rotations) == {"floor_hue +", "object_hue +"}
+    assert torch.equal(assets.named_dirs[0], rots[0].vector)  # plain readers still get a direction
+    fp = precompute.weights_fingerprint(ckpt)
+    folder = precompute.save_assets(assets, tmp_path / "assets", fp)
+    again = precompute.load_assets(folder, fp)
+    z = assets.map_latents[:5]
+    assert torch.equal(again.named_sliders()[2].move(z, 1.0), rots[2].move(z, 1.0))
+    assert torch.equal(again.named_sliders()[1], assets.named_dirs[1])
+    m = make_loaded("k", model, again)
+    assert isinstance(m.directions["label.object_hue +"], SL.HueRotation)
+    got = Renderer.latent(m, z[0].tolist(), {"label.object_hue +": 1.0})
+    assert torch.allclose(got, rots[2].move(z[:1], 1.0), atol=1e-6)
+    # a damaged rotation makes the whole cache unreadable (rebuilt), never a slider that fails later
+    from safetensors.torch import load_file, save_file
+
+    t = load_file(str(folder / precompute.ASSETS_NAME))
+    t["rotation0.read"] = t["rotation0.read"][:3].contiguous()
+    save_file(t, str(folder / precompute.ASSETS_NAME))
+    assert precompute.load_assets(folder, fp) is None
+
+
 def test_captions():
     spec = E.spec_for_label("object_hue +")
     assert SL.caption(0.91, 0.88, spec) == "object hue to blue (- yellow): moves it in 91%, keeps the rest in 88%"
     assert SL.caption(0.3, 0.95, spec).startswith("weak: ")
+    wheel = SL.caption(1.0, 0.81, spec, wheel=True)
+    assert wheel == "object hue to blue (- yellow), one hue step per unit: moves it in 100%, keeps the rest in 81%"
     assert SL.caption(None, 0.95, E.spec_for_label("shape: sphere")).startswith("weak: shape: sphere: moves it in n/a")
     assert SL.pc_caption("floor_hue", 0.63, 0.8) == "moves floor hue in 63%, keeps the rest in 80%"
     assert SL.pc_caption("scale", 0.1, 0.9).startswith("weak: ") and SL.pc_caption(None, 0, 1).startswith("weak")
@@ -223,3 +324,35 @@ def test_refinement_removes_what_a_direction_leaks_into_another_factor():
     with SL.frozen(net):  # refine_direction freezes the weights while it runs, and gives the flags back
         assert not any(p.requires_grad for p in net.parameters())
     assert all(p.requires_grad for p in net.parameters())
+
+
+def test_projected_rotation_drops_what_its_write_map_leaks_into_another_factor():
+    """Latents whose scale coordinate follows the hue (z2 = 0.3 cos of the hue angle): the least-squares write map
+    of a rotation fitted on them moves z2 too, which the PaintModel draws as a scale change; 'rotate_proj' removes
+    the component along the decoder-measured scale gradient and still turns the hue."""
+    from types import SimpleNamespace
+
+    g = torch.Generator().manual_seed(0)
+    n = 400
+    f = world.sample_factors(n, g, split="test")
+    ang = f[:, 2].float() * 2 * np.pi / 10
+    Z = torch.stack([0.4 * ang.cos(), 0.4 * ang.sin(), 0.3 * ang.cos() + 0.02 * torch.randn(n, generator=g)], 1)
+    model, clf = PaintModel(), SimpleNamespace(net=PaintReader())
+    spec = E.spec_for_label("object_hue +")
+    (plain,), _ = SL.fit_rotations(Z, f, [spec], "rotate")
+    (proj,), _ = SL.fit_rotations(Z, f, [spec], "rotate_proj", model=model, classifiers=clf)
+    assert float(plain.write[:, 2].abs().max()) > 0.25  # the leak: the scale coordinate moves with the hue
+    assert float(proj.write[:, 2].abs().max()) < 0.05 * float(proj.write.abs().max())  # gone
+    u0, u1 = plain.position(Z), plain.position(proj.move(Z, 1.0))  # read with the unprojected map: the true hue
+    assert float((_arc(u1, torch.tensor(7.0)) - (_arc(u0, torch.tensor(7.0)) - 1).clamp(min=0)).abs().median()) < 0.3
+    with pytest.raises(ValueError, match="model and the factor classifiers"):
+        SL.fit_rotations(Z, f, [spec], "rotate_proj")
+
+
+def test_project_out_ignores_zero_and_dependent_rows():
+    d = torch.tensor([1.0, 2.0, 2.0])
+    assert torch.allclose(SL.project_out(d, torch.zeros(2, 3)), d)  # a factor the decoder never draws: no span
+    G = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, 2.0], [0.0, 0.0, 0.0]])  # one direction, said twice, and a zero
+    out = SL.project_out(d, G)
+    assert abs(float(out[2])) < 1e-6 and float(out.norm()) == pytest.approx(3.0)  # kept at d's length
+    assert float(out[1] / out[0]) == pytest.approx(2.0)

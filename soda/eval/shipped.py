@@ -11,10 +11,11 @@ import torch
 from .edits import SliderSpec, default_specs, spec_for_label
 
 
-def shipped_sliders(model, fit_latents=None, seed: int = 0) -> tuple[torch.Tensor, list[SliderSpec], str]:
+def shipped_sliders(model, fit_latents=None, seed: int = 0) -> tuple[torch.Tensor | list, list[SliderSpec], str]:
     """The named sliders the explorer ships for ``model``: those of its explorer assets when they are cached for
     these weights, else fitted with soda.sliders' shipped method on ``fit_latents`` (Z, factors) (default: 2000
-    encoded held-out scenes) -> (directions (K, D), specs, where they came from)."""
+    encoded held-out scenes) -> (sliders, specs, where they came from). The sliders are K directions (D,) or
+    HueRotations from the cache, a (K, D) tensor when fitted here."""
     from .. import api, precompute, sliders
     from ..data.views import world_eval_set
 
@@ -29,7 +30,8 @@ def shipped_sliders(model, fit_latents=None, seed: int = 0) -> tuple[torch.Tenso
             pairs = [(k, sp) for k, sp in pairs if sp is not None]
             if len(pairs) == len(default_specs()):
                 method = assets.meta.get("slider_effects", {}).get("method", "as stored")
-                dirs = assets.named_dirs[[k for k, _ in pairs]]
+                named = assets.named_sliders()  # directions or HueRotations
+                dirs = [named[k] for k, _ in pairs]
                 return dirs, [sp for _, sp in pairs], f"the explorer's cached sliders ({folder}; method {method})"
     if fit_latents is None:
         fit = world_eval_set(2000, model.res, split="test", seed=seed + 11, camera="fixed")

@@ -16,6 +16,10 @@ one of these ways (compared by the edit-fidelity metric of ``soda.eval.edits``; 
 - ``projected``: ``mean_all`` minus its first-order effect on the factors the slider does not promise, measured
   through the decoder (``projected_directions``: InterFaceGAN's conditional editing with decoder-measured attribute
   gradients).
+- ``rotate`` / ``rotate_sec`` / ``rotate_proj`` (hue sliders only): not a direction but a turn of the colour wheel
+  (``HueRotation``, ``soda.sliders.rotate``): each scene's hue is read from z and turned towards the named colour
+  along the shorter arc, one hue class per unit; the change is written back on all of z, on the carrying sections,
+  or on all of z with its first-order effect on the other factors removed (as ``projected``).
 - ``refined``: ``mean_all`` tuned through a 1-2 step differentiable decode against the factor classifiers
   (``refine_direction``). Compared in docs/EDITS.md, it trades effect for preservation without beating the others
   by the choice's margin, so it is not among ``CANDIDATES``.
@@ -25,7 +29,8 @@ slider, the direction that does best (the larger of min(effect, preservation), t
 directions shipped by ``python -m soda.precompute``. Without a measurement (the app computing assets on first use)
 the sliders are the ``SHIPPED`` method's.
 
-All are scaled to one standard deviation of the data along them, so slider amounts mean the same for every method.
+All directions are scaled to one standard deviation of the data along them, so slider amounts mean the same for
+every method (a rotation's unit is one hue class).
 ``slider_directions`` gives the shipped method's directions; ``measure_for_assets`` measures them (and the
 section-PC sliders) at precompute time and writes the one-line captions the explorer shows.
 
@@ -66,12 +71,15 @@ from .fit import (
     side_labels,
     slider_directions,
 )
+from .rotate import ROTATE_METHODS, HueRotation, fit_rotation, fit_rotations
 
 __all__ = [
     "CANDIDATES",
     "CARRIER_SHARE",
     "CHOICE_MARGIN",
     "FIT_METHODS",
+    "HueRotation",
+    "ROTATE_METHODS",
     "MEASURE_DEFAULTS",
     "METHODS",
     "PC_WEAK",
@@ -83,6 +91,8 @@ __all__ = [
     "differentiable_decoder",
     "ensure_measured",
     "fit_directions",
+    "fit_rotation",
+    "fit_rotations",
     "frozen",
     "logistic_direction",
     "mean_direction",

@@ -24,11 +24,17 @@ Progress = Callable[[float, str], None]
 
 
 def caption(
-    effect: float | None, preservation: float, spec: SliderSpec | None = None, weak: float = WEAK_EFFECT
+    effect: float | None,
+    preservation: float,
+    spec: SliderSpec | None = None,
+    weak: float = WEAK_EFFECT,
+    wheel: bool = False,
 ) -> str:
     """One short line: 'object hue to blue (- yellow): moves it in 91%, keeps the rest in 88%' ('weak: ...' below
-    ``weak``)."""
+    ``weak``); a slider that turns the colour wheel (``wheel``, soda.sliders.HueRotation) says its unit."""
     what = spec.short() if spec is not None else "the slider"
+    if wheel:
+        what += ", one hue step per unit"
     eff = "n/a" if effect is None or (isinstance(effect, float) and math.isnan(effect)) else f"{effect:.0%}"
     line = f"{what}: moves it in {eff}, keeps the rest in {preservation:.0%}"
     bad = effect is None or (isinstance(effect, float) and math.isnan(effect)) or effect < weak
@@ -69,7 +75,7 @@ def pc_caption(factor: str | None, change: float, preservation: float) -> str:
 
 def measure_for_assets(
     model,
-    named_dirs: torch.Tensor,
+    named_dirs,
     named_labels: Sequence[str],
     section_dirs: torch.Tensor,
     cache=None,
@@ -114,7 +120,7 @@ def measure_for_assets(
     pairs = [(k, s) for k, s in pairs if s is not None]
     if pairs:
         specs = [s for _, s in pairs]
-        dirs = named_dirs[[k for k, _ in pairs]]
+        dirs = [named_dirs[k] for k, _ in pairs]  # directions (z_dim,) or HueRotations
         sc, _ = measure_sliders(
             decode, clf.predict, z[: opt["n_scenes"]], dirs, specs, strengths, progress=lambda f, s: say(0.5 * f, s)
         )
@@ -126,7 +132,7 @@ def measure_for_assets(
                 "effect": eff,
                 "preservation": pres,
                 "weak": eff is None or eff < WEAK_EFFECT,
-                "caption": caption(eff, pres, s, WEAK_EFFECT),
+                "caption": caption(eff, pres, s, WEAK_EFFECT, wheel=hasattr(dirs[k], "move")),
                 "changes": _named(sc.changes[k]),
             }
     # section-PC sliders: no promise; the factor they move most names them
@@ -212,10 +218,10 @@ def ensure_measured(
             progress=lambda f, s: say(0.2 + 0.4 * f, s),
         )
         if len(specs):
-            assets.named_dirs, assets.named_labels = dirs, [s.label for s in specs]
+            assets.set_named(dirs, [s.label for s in specs])
     eff = measure_for_assets(
         model,
-        assets.named_dirs,
+        assets.named_sliders(),
         assets.named_labels,
         assets.section_dirs,
         progress=lambda f, s: say((0.6 if chosen else 0.0) + (0.4 if chosen else 1.0) * f, s),

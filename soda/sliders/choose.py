@@ -13,8 +13,10 @@ import torch
 from ..eval.edits import SliderSpec, default_specs
 from .decoder import projected_directions
 from .fit import SHIPPED, fit_directions, section_importance
+from .rotate import ROTATE_METHODS, fit_rotations
 
-CANDIDATES = ("logistic", "sections", "mean", "mean_all", "projected")  # what choose_directions measures per slider
+# what choose_directions measures per slider (the rotations only for the hue sliders)
+CANDIDATES = ("logistic", "sections", "mean", "mean_all", "projected", *ROTATE_METHODS)
 Progress = Callable[[float, str], None]
 
 
@@ -38,13 +40,13 @@ def choose_directions(
     seed: int = 0,
     importance: np.ndarray | None = None,
     progress: Progress | None = None,
-) -> tuple[torch.Tensor, list[SliderSpec], dict]:
+) -> tuple[list, list[SliderSpec], dict]:
     """Directions chosen by the metric: every ``candidates`` method is fitted on Z (N, z_dim) with its grid factors,
     each slider of each is measured (soda.eval.edits.measure_sliders) on ``n_scenes`` held-out scenes that are
     neither the caption's nor the evaluation's, and each slider keeps the method whose direction does best
     (min(effect, preservation), ties by the product; the SHIPPED method, the best single one, wins unless another
     beats it by more than CHOICE_MARGIN: with a dozen scenes, smaller differences are noise)
-    -> (directions (K, z_dim), specs, {"chosen": {label: method},
+    -> (sliders: K directions (z_dim,) or HueRotations, specs, {"chosen": {label: method},
     "selection": {label: {method: {"effect", "preservation"}}}, sizes})."""
     from .. import api
     from ..data.views import world_eval_set
@@ -69,6 +71,11 @@ def choose_directions(
             D, kept = fit_directions(Z, factors, default_specs(), "mean_all", importance, Z.shape[1] // n_sec)
             say(i / len(candidates), "choosing directions: gradients through the decoder")
             D = projected_directions(model, classifiers, D, kept, Z[:16], seed=seed)
+        elif method in ROTATE_METHODS:
+            if method == "rotate_proj":
+                say(i / len(candidates), "choosing directions: gradients through the decoder")
+            sd = Z.shape[1] // n_sec
+            D, kept = fit_rotations(Z, factors, default_specs(), method, importance, sd, model, classifiers, seed)
         else:
             D, kept = fit_directions(Z, factors, default_specs(), method, importance, Z.shape[1] // n_sec)
         sc, _ = measure_sliders(
@@ -90,7 +97,7 @@ def choose_directions(
             if spec.label not in best or score > best[spec.label][0]:
                 best[spec.label] = (score, method, D[k], spec)
     order = [s for s in default_specs() if s.label in best]
-    dirs = torch.stack([best[s.label][2] for s in order]) if order else torch.zeros(0, Z.shape[1])
+    dirs = [best[s.label][2] for s in order]
     info = {
         "chosen": {s.label: best[s.label][1] for s in order},
         "selection": table,

@@ -99,10 +99,12 @@ def score_gradients(
 
 
 def project_out(d: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
-    """d (D,) minus its component in the span of G's rows (S, D), rescaled to d's length."""
+    """d (D,) minus its component in the span of G's rows (S, D), rescaled to d's length. Rows that are zero (a
+    factor the decoder does not draw from z) or dependent add nothing to the span."""
     if G.shape[0] == 0:
         return d
-    Q, _ = torch.linalg.qr(G.double().T)  # (D, S) orthonormal columns
+    _, S, Vh = torch.linalg.svd(G.double(), full_matrices=False)
+    Q = Vh[S > 1e-8 * S.max().clamp(min=1e-300)].T  # (D, rank) orthonormal columns; none when G is all zero
     out = d.double() - Q @ (Q.T @ d.double())
     return (out * d.double().norm() / out.norm().clamp(min=1e-12)).float()
 

@@ -46,28 +46,36 @@ def _batched(fn: Callable[[torch.Tensor], torch.Tensor], z: torch.Tensor, batch:
     return torch.cat(out) if out else torch.zeros(0)
 
 
-def edit_latents(z: torch.Tensor, directions: torch.Tensor, strengths: Sequence[float]) -> torch.Tensor:
-    """z (N, D), directions (K, D) -> (K, S, N, D) = z + strength * direction."""
-    a = torch.tensor([float(s) for s in strengths], dtype=z.dtype)
-    return z[None, None] + a[None, :, None, None] * directions.to(z.dtype)[:, None, None, :]
+def edit_latents(z: torch.Tensor, directions, strengths: Sequence[float]) -> torch.Tensor:
+    """z (N, D), directions (K, D) or K sliders (vectors, or objects with ``move(z, amount)`` such as
+    soda.sliders.HueRotation) -> (K, S, N, D): each scene moved by each slider at each strength
+    (soda.api.move_along)."""
+    from ... import api
+
+    if isinstance(directions, torch.Tensor):
+        a = torch.tensor([float(s) for s in strengths], dtype=z.dtype)
+        return z[None, None] + a[None, :, None, None] * directions.to(z.dtype)[:, None, None, :]
+    rows = [torch.stack([api.move_along(z, d, float(s)) for s in strengths]) for d in directions]
+    return torch.stack(rows) if rows else z.new_zeros(0, len(strengths), *z.shape)
 
 
 def measure_sliders(
     decode: Decode,
     classify: Classify,
     z: torch.Tensor,
-    directions: torch.Tensor,
+    directions,
     specs: Sequence[SliderSpec],
     strengths: Sequence[float] = (-2.0, -1.0, 1.0, 2.0),
     batch: int = 64,
     examples: int = 1,
     progress: Progress | None = None,
 ) -> tuple[SliderScores, dict]:
-    """Decode the reconstructions z (N, D) and every edit z + s * directions[k], classify both -> (SliderScores,
+    """Decode the reconstructions z (N, D) and every edit of z by slider k (``directions``: (K, D), or K sliders as
+    ``edit_latents`` takes them) at strength s, classify both -> (SliderScores,
     {"before": (N, F), "after": (K, S, N, F), "recon": images of the first ``examples`` scenes,
     "edited": (K, S, examples, 3, H, W)})."""
     say = progress or (lambda f, s: None)
-    K, S, N = directions.shape[0], len(strengths), z.shape[0]
+    K, S, N = len(directions), len(strengths), z.shape[0]
     rec = _batched(decode, z, batch)
     before = classify(rec)
     lat = edit_latents(z, directions, strengths).reshape(-1, z.shape[1])
