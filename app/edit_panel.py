@@ -125,7 +125,8 @@ def build(ctx: Ctx) -> SimpleNamespace:
                 )
     gr.Markdown(
         "Sliders move the latent along directions found in held-out data, in units of its standard "
-        "deviation. Dragging shows a quick preview; releasing renders at the chosen quality."
+        "deviation; a hue slider marked 'one hue step per unit' turns the colour wheel instead. Dragging shows a "
+        "quick preview; releasing renders at the chosen quality."
     )
     sliders, titles = [], []
 

@@ -6,7 +6,8 @@ fitted one is skipped), strengths -2, -1, +1, +2 std, the model's preview steps,
 ``mean_all`` and is tuned (soda.sliders.refine_direction) on ``--refine-scenes`` of the fitted scenes with noise seed
 1, so neither its scenes nor its noise are the measured ones. Phases, so that the decoder-free part and the costly
 part can run apart: ``prepare`` (encode, importance), ``base`` (the five existing methods), ``refined``, ``rotate``
-(the hue sliders that turn the colour wheel, soda.sliders.HueRotation: ``rotate`` and ``rotate_sec``), ``table``.
+(the hue sliders that turn the colour wheel, soda.sliders.HueRotation: ``rotate``, ``rotate_sec``, ``rotate_proj``),
+``swap`` (the shape sliders' soda.sliders.ClassSwap), ``step`` (scale and orientation: ClassStep), ``table``.
 
     python scripts/compare_sliders.py CKPT OUT --phase prepare|base|refined|rotate|table [--labels "object_hue +"]
 """
@@ -47,10 +48,22 @@ def prepare(model, out: Path, n_fit: int, n_scenes: int) -> None:
 
 def directions(model, clf, data: dict, method: str, specs, refine: dict):
     """(K, D) directions, or K HueRotations for the rotation methods."""
-    from soda.sliders import ROTATE_METHODS, fit_directions, fit_rotations, projected_directions, refine_direction
+    from soda.sliders import (
+        ROTATE_METHODS,
+        fit_directions,
+        fit_rotations,
+        fit_steps,
+        fit_swaps,
+        projected_directions,
+        refine_direction,
+    )
 
     Zf, ff, imp = data["Zf"], data["ff"], data["imp"]
     sd = Zf.shape[1] // model.n_sections
+    if method in ("swap", "step"):
+        S, kept = (fit_swaps if method == "swap" else fit_steps)(Zf, ff, specs)
+        assert kept == list(specs), "the swap is for shape sliders only, the step for scale and orientation"
+        return S
     if method in ROTATE_METHODS:
         R, kept = fit_rotations(Zf, ff, specs, method, imp, sd, model, clf, seed=0)  # as choose_directions does
         assert kept == list(specs), "the rotation methods are for hue sliders only"
@@ -144,7 +157,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("ckpt")
     ap.add_argument("out")
-    ap.add_argument("--phase", choices=("prepare", "base", "refined", "rotate", "table"), required=True)
+    ap.add_argument("--phase", choices=("prepare", "base", "refined", "rotate", "swap", "step", "table"), required=True)
     ap.add_argument("--labels", default="object_hue +,floor_hue +")
     ap.add_argument("--fit", type=int, default=3000)
     ap.add_argument("--scenes", type=int, default=16)
@@ -172,7 +185,7 @@ def main() -> None:
     refine = {"scenes": a.refine_scenes, "steps": a.refine_steps, "decode_steps": a.refine_decode_steps}
     from soda.sliders import ROTATE_METHODS
 
-    methods = {"base": BASE, "rotate": ROTATE_METHODS}.get(a.phase, ("refined",))
+    methods = {"base": BASE, "rotate": ROTATE_METHODS, "swap": ("swap",), "step": ("step",)}.get(a.phase, ("refined",))
     tag = a.phase
     if a.phase == "refined":
         tag = f"refined-s{a.refine_scenes}-n{a.refine_steps}-d{a.refine_decode_steps}"

@@ -67,18 +67,19 @@ class ExplorerAssets:
     folder: Path | None = None  # where the cache lives (t-SNE goes there too)
     fingerprint: str = ""  # weights hash of the checkpoint the assets belong to
     ood: OODDetector | None = None  # the calibrated out-of-distribution detector (soda.ood)
-    # named sliders that are not straight lines (soda.sliders.HueRotation), by label; their named_dirs row is the
-    # rotation's + chord, so that readers of plain directions still get one
-    named_rotations: dict = field(default_factory=dict)
+    # named sliders that are not straight lines (soda.sliders.moves: HueRotation, ClassSwap), by label; their
+    # named_dirs row is the slider's ``vector``, so that readers of plain directions still get one
+    named_moves: dict = field(default_factory=dict)
 
     def named_sliders(self) -> list:
-        """The named sliders in ``named_labels`` order: a HueRotation where the label has one, else its direction."""
-        return [self.named_rotations.get(lab, self.named_dirs[j]) for j, lab in enumerate(self.named_labels)]
+        """The named sliders in ``named_labels`` order: the z-dependent slider where the label has one, else its
+        direction."""
+        return [self.named_moves.get(lab, self.named_dirs[j]) for j, lab in enumerate(self.named_labels)]
 
     def set_named(self, sliders, labels) -> None:
         """Replace the named sliders by ``sliders`` (directions (z_dim,) or objects with ``move``), labelled."""
         self.named_labels = list(labels)
-        self.named_rotations = {lab: d for d, lab in zip(sliders, labels, strict=True) if hasattr(d, "move")}
+        self.named_moves = {lab: d for d, lab in zip(sliders, labels, strict=True) if hasattr(d, "move")}
         rows = [d.vector_or_chord() if hasattr(d, "move") else d for d in sliders]
         self.named_dirs = torch.stack([r.float() for r in rows]) if rows else self.named_dirs[:0]
 
@@ -212,11 +213,11 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
         for k in ("map_factors", "example_factors"):
             if getattr(assets, k) is not None:
                 tensors[k] = getattr(assets, k).long().contiguous()
-        rotations = {}
-        for i, (lab, rot) in enumerate(sorted(assets.named_rotations.items())):
-            key = f"rotation{i}"
-            tensors |= {f"{key}.{k}": v.float().contiguous() for k, v in rot.tensors().items()}
-            rotations[lab] = {"key": key, **rot.meta()}
+        moves = {}
+        for i, (lab, mv) in enumerate(sorted(assets.named_moves.items())):
+            key = f"move{i}"
+            tensors |= {f"{key}.{k}": v.float().contiguous() for k, v in mv.tensors().items()}
+            moves[lab] = {"key": key, **mv.meta()}
         save_file(tensors, str(tmp / ASSETS_NAME))
         if assets.ood is not None:
             assets.ood.save(tmp / OOD_NAME, fingerprint)
@@ -230,7 +231,7 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
             "ood_threshold": assets.ood_threshold,
             "ood_typical": assets.ood_typical,
             "camera": assets.camera,
-            "named_rotations": rotations,
+            "named_moves": moves,
             **assets.meta,
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
@@ -259,9 +260,9 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
     except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError):
         return None
     keys = ("example_captions", "named_labels", "factor_names", "ood_threshold", "ood_typical", "camera")
-    keys += ("format", "version", "fingerprint", "named_rotations")
+    keys += ("format", "version", "fingerprint", "named_moves")
     try:
-        rotations = _load_rotations(meta.get("named_rotations") or {}, t)
+        moves = _load_moves(meta.get("named_moves") or {}, t)
     except (KeyError, TypeError, ValueError):
         return None  # a damaged cache is rebuilt, like any other unreadable one
     return ExplorerAssets(
@@ -279,18 +280,18 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
         folder=folder,
         fingerprint=str(meta["fingerprint"]),
         ood=OODDetector.load(folder / OOD_NAME, str(meta["fingerprint"])),
-        named_rotations=rotations,
+        named_moves=moves,
     )
 
 
-def _load_rotations(stored: dict, tensors: dict) -> dict:
-    from .sliders.rotate import HueRotation
+def _load_moves(stored: dict, tensors: dict) -> dict:
+    from .sliders.moves import load_move
 
     out = {}
     for lab, info in stored.items():
-        key = info["key"]
-        parts = {k: tensors[f"{key}.{k}"] for k in ("center", "read", "write", "vector") if f"{key}.{k}" in tensors}
-        out[str(lab)] = HueRotation.from_parts(parts, info)
+        prefix = f"{info['key']}."
+        parts = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+        out[str(lab)] = load_move(parts, info)
     return out
 
 

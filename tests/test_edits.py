@@ -221,6 +221,18 @@ def test_the_oracle_with_hue_rotations_scores_one(oracle_setup):
     mixed = [*rots, *dirs[3:]]  # rotations for the hues, the oracle's own directions for the rest
     sc, _ = E.measure_sliders(reader.decode, reader.classify, z, mixed, specs)
     assert np.all(sc.effect == 1.0) and np.all(sc.preservation == 1.0)
+    # the shapes by ClassSwap, fitted on 2,000 other scenes' latents (class means of a few dozen would move the
+    # other factors by chance): every edit reaches or leaves the named shape, nothing else changes
+    fit = world.sample_factors(2000, torch.Generator().manual_seed(9), split="test")
+    swaps, shape_specs = SL.fit_swaps(oracle.encode(fit), fit, specs)
+    assert [s.factor for s in shape_specs] == ["shape"] * 4
+    sc, _ = E.measure_sliders(reader.decode, reader.classify, z, swaps, shape_specs)
+    assert np.all(sc.effect == 1.0) and np.all(sc.preservation == 1.0)
+    # scale and orientation by ClassStep, fitted the same way: one class per unit towards the named end
+    steps, step_specs = SL.fit_steps(oracle.encode(fit), fit, specs)
+    assert [s.factor for s in step_specs] == ["scale", "orientation"]
+    sc, _ = E.measure_sliders(reader.decode, reader.classify, z, steps, step_specs)
+    assert np.all(sc.effect == 1.0) and np.all(sc.preservation == 1.0)
     # the same rotations sent to the wrong hue sliders never move the promised factor
     sc, _ = E.measure_sliders(reader.decode, reader.classify, z, [rots[1], rots[2], rots[0]], hue_specs)
     assert np.all(sc.effect == 0.0)

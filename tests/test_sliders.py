@@ -78,7 +78,7 @@ def test_a_slider_without_both_sides_in_the_data_is_left_out():
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Hue sliders that turn the colour wheel (soda.sliders.rotate)
+# Sliders that are not straight lines (soda.sliders.moves): the hue wheel, the shape swap
 # ------------------------------------------------------------------------------------------------------------
 
 
@@ -141,6 +141,61 @@ def test_hue_rotation_leaves_out_sliders_that_are_not_hues_and_checks_its_parts(
         SL.HueRotation.from_parts(parts, {**rots[2].meta(), "plus": 12})
 
 
+def test_class_swap_moves_each_scene_from_its_own_shape_to_the_named_one():
+    """synthetic(): the shape is one coordinate per class in dims 9-11 (class 3: none). +1 moves every scene by the
+    difference of its own class's mean and the named class's, so z then reads as the named shape; a fraction
+    blends; -1 takes a scene of the named shape to the shape it resembles most and leaves the others alone."""
+    Z, f = synthetic()
+    spec = E.spec_for_label("shape: sphere")  # class 2
+    swaps, kept = SL.fit_swaps(Z, f, E.default_specs())
+    assert [s.label for s in kept] == [f"shape: {n}" for n in world.SHAPE_NAMES]
+    sw = swaps[kept.index(spec)]
+    shape = f[:, 4]
+    assert float((sw.probabilities(Z).argmax(1) == shape).float().mean()) > 0.99  # it reads the shape
+    M = sw.means.double()
+    for amount in (1.0, 3.0):  # all the way at 1; more changes nothing
+        z1 = sw.move(Z, amount)
+        assert torch.allclose(z1.double(), Z.double() + M[2] - M[shape], atol=1e-5)
+        assert bool((sw.probabilities(z1).argmax(1) == 2).all())
+    half = sw.move(Z, 0.5)
+    assert torch.allclose(half.double(), Z.double() + 0.5 * (M[2] - M[shape]), atol=1e-5)
+    away = sw.move(Z, -1.0)
+    spheres = shape == 2
+    assert torch.equal(away[~spheres], Z[~spheres])  # not a sphere: nothing to leave
+    assert not bool((sw.probabilities(away[spheres]).argmax(1) == 2).any())
+    assert torch.equal(sw.move(Z, 0.0), Z)
+    again = SL.load_move(sw.tensors(), sw.meta())
+    assert isinstance(again, SL.ClassSwap) and torch.equal(again.move(Z, 0.7), sw.move(Z, 0.7))
+    with pytest.raises(ValueError, match="unknown slider kind"):
+        SL.load_move(sw.tensors(), {**sw.meta(), "kind": "teleport"})
+    with pytest.raises(ValueError, match="out of range"):
+        SL.load_move(sw.tensors(), {**sw.meta(), "plus": 4})
+
+
+def test_class_step_moves_along_the_chain_of_class_means():
+    """synthetic(): the scale is linear in dim 6 (grid value / 4; 8 values in 4 classes). One unit moves where the
+    scene lies (the expected class read from z) one class towards the named end, never past it."""
+    from soda.clip.factors import bin_factors
+
+    Z, f = synthetic()
+    steps, kept = SL.fit_steps(Z, f, E.default_specs())
+    assert [s.label for s in kept] == ["scale +", "orientation +"]
+    st = steps[0]
+    cls = bin_factors(f)[:, 3].double()
+    u0 = st.position(Z)
+    assert float((u0 - cls).abs().median()) < 0.2
+    for amount, end in ((1.0, 3), (-1.0, 0), (2.0, 3), (10.0, 3), (-10.0, 0)):
+        u1 = st.position(st.move(Z, amount))
+        want = u0 + torch.sign(end - u0) * torch.minimum(torch.full_like(u0, abs(amount)), (end - u0).abs())
+        assert float((u1 - want).abs().median()) < 0.2, amount
+    assert float((st.move(Z, 1.0)[:, 6] - Z[:, 6]).max()) < 0.7  # about one class: two grid values / 4 = 0.5
+    assert torch.equal(st.move(Z, 0.0), Z)
+    again = SL.load_move(st.tensors(), st.meta())
+    assert isinstance(again, SL.ClassStep) and torch.equal(again.move(Z, -0.6), st.move(Z, -0.6))
+    with pytest.raises(ValueError, match="shapes"):
+        SL.load_move({**st.tensors(), "bias": st.bias[:2]}, st.meta())
+
+
 def test_hue_rotations_travel_with_the_assets_and_move_the_app_slider(tmp_path, monkeypatch):
     from helpers import make_tiny_checkpoint
 
@@ -153,9 +208,11 @@ def test_hue_rotations_travel_with_the_assets_and_move_the_app_slider(tmp_path, 
     model = api.load_model(str(ckpt))
     assets = precompute.compute_assets(model, n_examples=2, n_map=64)
     rots, specs = SL.fit_rotations(assets.map_latents, assets.map_factors, E.default_specs(), "rotate")
-    sliders = [rots[0], assets.named_dirs[1], rots[2], *assets.named_dirs[3:]]
+    swaps, _ = SL.fit_swaps(assets.map_latents, assets.map_factors, E.default_specs())
+    assert len(swaps) == 4  # 64 scenes hold every shape
+    sliders = [rots[0], assets.named_dirs[1], rots[2], assets.named_dirs[3], swaps[0], *assets.named_dirs[5:]]
     assets.set_named(sliders, assets.named_labels)
-    assert set(assets.named_rotations) == {"floor_hue +", "object_hue +"}
+    assert set(assets.named_moves) == {"floor_hue +", "object_hue +", "shape: cube"}
     assert torch.equal(assets.named_dirs[0], rots[0].vector)  # plain readers still get a direction
     fp = precompute.weights_fingerprint(ckpt)
     folder = precompute.save_assets(assets, tmp_path / "assets", fp)
@@ -163,6 +220,7 @@ def test_hue_rotations_travel_with_the_assets_and_move_the_app_slider(tmp_path, 
     z = assets.map_latents[:5]
     assert torch.equal(again.named_sliders()[2].move(z, 1.0), rots[2].move(z, 1.0))
     assert torch.equal(again.named_sliders()[1], assets.named_dirs[1])
+    assert torch.equal(again.named_sliders()[4].move(z, 1.0), swaps[0].move(z, 1.0))
     m = make_loaded("k", model, again)
     assert isinstance(m.directions["label.object_hue +"], SL.HueRotation)
     got = Renderer.latent(m, z[0].tolist(), {"label.object_hue +": 1.0})
@@ -171,7 +229,7 @@ def test_hue_rotations_travel_with_the_assets_and_move_the_app_slider(tmp_path, 
     from safetensors.torch import load_file, save_file
 
     t = load_file(str(folder / precompute.ASSETS_NAME))
-    t["rotation0.read"] = t["rotation0.read"][:3].contiguous()
+    t["move0.read"] = t["move0.read"][:3].contiguous()
     save_file(t, str(folder / precompute.ASSETS_NAME))
     assert precompute.load_assets(folder, fp) is None
 
@@ -180,7 +238,7 @@ def test_captions():
     spec = E.spec_for_label("object_hue +")
     assert SL.caption(0.91, 0.88, spec) == "object hue to blue (- yellow): moves it in 91%, keeps the rest in 88%"
     assert SL.caption(0.3, 0.95, spec).startswith("weak: ")
-    wheel = SL.caption(1.0, 0.81, spec, wheel=True)
+    wheel = SL.caption(1.0, 0.81, spec, unit=SL.HueRotation.unit)
     assert wheel == "object hue to blue (- yellow), one hue step per unit: moves it in 100%, keeps the rest in 81%"
     assert SL.caption(None, 0.95, E.spec_for_label("shape: sphere")).startswith("weak: shape: sphere: moves it in n/a")
     assert SL.pc_caption("floor_hue", 0.63, 0.8) == "moves floor hue in 63%, keeps the rest in 80%"

@@ -17,9 +17,13 @@ one of these ways (compared by the edit-fidelity metric of ``soda.eval.edits``; 
   through the decoder (``projected_directions``: InterFaceGAN's conditional editing with decoder-measured attribute
   gradients).
 - ``rotate`` / ``rotate_sec`` / ``rotate_proj`` (hue sliders only): not a direction but a turn of the colour wheel
-  (``HueRotation``, ``soda.sliders.rotate``): each scene's hue is read from z and turned towards the named colour
+  (``HueRotation``, ``soda.sliders.moves``): each scene's hue is read from z and turned towards the named colour
   along the shorter arc, one hue class per unit; the change is written back on all of z, on the carrying sections,
   or on all of z with its first-order effect on the other factors removed (as ``projected``).
+- ``swap`` (shape sliders only): ``ClassSwap``, which reads each scene's shape from z (a logistic regression) and
+  moves it by the difference of the class means, from its own shape to the named one; +1 is all the way.
+- ``step`` (scale and orientation): ``ClassStep``, which reads where each scene lies on the chain of the factor's
+  class means and moves it one class per unit towards the named end.
 - ``refined``: ``mean_all`` tuned through a 1-2 step differentiable decode against the factor classifiers
   (``refine_direction``). Compared in docs/EDITS.md, it trades effect for preservation without beating the others
   by the choice's margin, so it is not among ``CANDIDATES``.
@@ -30,7 +34,7 @@ directions shipped by ``python -m soda.precompute``. Without a measurement (the 
 the sliders are the ``SHIPPED`` method's.
 
 All directions are scaled to one standard deviation of the data along them, so slider amounts mean the same for
-every method (a rotation's unit is one hue class).
+every method (a rotation's and a step's unit is one class, a swap's whole change is 1).
 ``slider_directions`` gives the shipped method's directions; ``measure_for_assets`` measures them (and the
 section-PC sliders) at precompute time and writes the one-line captions the explorer shows.
 
@@ -71,13 +75,27 @@ from .fit import (
     side_labels,
     slider_directions,
 )
-from .rotate import ROTATE_METHODS, HueRotation, fit_rotation, fit_rotations
+from .moves import (
+    MOVE_METHODS,
+    ROTATE_METHODS,
+    ClassStep,
+    ClassSwap,
+    HueRotation,
+    fit_rotation,
+    fit_rotations,
+    fit_steps,
+    fit_swaps,
+    load_move,
+)
 
 __all__ = [
     "CANDIDATES",
     "CARRIER_SHARE",
     "CHOICE_MARGIN",
     "FIT_METHODS",
+    "MOVE_METHODS",
+    "ClassStep",
+    "ClassSwap",
     "HueRotation",
     "ROTATE_METHODS",
     "MEASURE_DEFAULTS",
@@ -93,6 +111,9 @@ __all__ = [
     "fit_directions",
     "fit_rotation",
     "fit_rotations",
+    "fit_steps",
+    "fit_swaps",
+    "load_move",
     "frozen",
     "logistic_direction",
     "mean_direction",

@@ -28,13 +28,13 @@ def caption(
     preservation: float,
     spec: SliderSpec | None = None,
     weak: float = WEAK_EFFECT,
-    wheel: bool = False,
+    unit: str | None = None,
 ) -> str:
     """One short line: 'object hue to blue (- yellow): moves it in 91%, keeps the rest in 88%' ('weak: ...' below
-    ``weak``); a slider that turns the colour wheel (``wheel``, soda.sliders.HueRotation) says its unit."""
+    ``weak``); a slider whose amounts are not std of the data (soda.sliders.moves) says its ``unit``."""
     what = spec.short() if spec is not None else "the slider"
-    if wheel:
-        what += ", one hue step per unit"
+    if unit:
+        what += f", {unit}"
     eff = "n/a" if effect is None or (isinstance(effect, float) and math.isnan(effect)) else f"{effect:.0%}"
     line = f"{what}: moves it in {eff}, keeps the rest in {preservation:.0%}"
     bad = effect is None or (isinstance(effect, float) and math.isnan(effect)) or effect < weak
@@ -132,7 +132,7 @@ def measure_for_assets(
                 "effect": eff,
                 "preservation": pres,
                 "weak": eff is None or eff < WEAK_EFFECT,
-                "caption": caption(eff, pres, s, WEAK_EFFECT, wheel=hasattr(dirs[k], "move")),
+                "caption": caption(eff, pres, s, WEAK_EFFECT, unit=getattr(dirs[k], "unit", None)),
                 "changes": _named(sc.changes[k]),
             }
     # section-PC sliders: no promise; the factor they move most names them

@@ -13,10 +13,11 @@ import torch
 from ..eval.edits import SliderSpec, default_specs
 from .decoder import projected_directions
 from .fit import SHIPPED, fit_directions, section_importance
-from .rotate import ROTATE_METHODS, fit_rotations
+from .moves import ROTATE_METHODS, fit_rotations, fit_steps, fit_swaps
 
-# what choose_directions measures per slider (the rotations only for the hue sliders)
-CANDIDATES = ("logistic", "sections", "mean", "mean_all", "projected", *ROTATE_METHODS)
+# what choose_directions measures per slider (the rotations only for the hue sliders, the swap for the shapes, the
+# step for scale and orientation)
+CANDIDATES = ("logistic", "sections", "mean", "mean_all", "projected", *ROTATE_METHODS, "swap", "step")
 Progress = Callable[[float, str], None]
 
 
@@ -46,7 +47,7 @@ def choose_directions(
     neither the caption's nor the evaluation's, and each slider keeps the method whose direction does best
     (min(effect, preservation), ties by the product; the SHIPPED method, the best single one, wins unless another
     beats it by more than CHOICE_MARGIN: with a dozen scenes, smaller differences are noise)
-    -> (sliders: K directions (z_dim,) or HueRotations, specs, {"chosen": {label: method},
+    -> (sliders: K directions (z_dim,) or z-dependent sliders (soda.sliders.moves), specs, {"chosen": {label: method},
     "selection": {label: {method: {"effect", "preservation"}}}, sizes})."""
     from .. import api
     from ..data.views import world_eval_set
@@ -71,6 +72,8 @@ def choose_directions(
             D, kept = fit_directions(Z, factors, default_specs(), "mean_all", importance, Z.shape[1] // n_sec)
             say(i / len(candidates), "choosing directions: gradients through the decoder")
             D = projected_directions(model, classifiers, D, kept, Z[:16], seed=seed)
+        elif method in ("swap", "step"):
+            D, kept = (fit_swaps if method == "swap" else fit_steps)(Z, factors, default_specs())
         elif method in ROTATE_METHODS:
             if method == "rotate_proj":
                 say(i / len(candidates), "choosing directions: gradients through the decoder")
