@@ -216,7 +216,8 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
         moves = {}
         for i, (lab, mv) in enumerate(sorted(assets.named_moves.items())):
             key = f"move{i}"
-            tensors |= {f"{key}.{k}": v.float().contiguous() for k, v in mv.tensors().items()}
+            # cloned: the swaps of one factor share their class means and reader, which safetensors refuses
+            tensors |= {f"{key}.{k}": v.float().clone().contiguous() for k, v in mv.tensors().items()}
             moves[lab] = {"key": key, **mv.meta()}
         save_file(tensors, str(tmp / ASSETS_NAME))
         if assets.ood is not None:

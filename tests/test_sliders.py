@@ -210,9 +210,9 @@ def test_hue_rotations_travel_with_the_assets_and_move_the_app_slider(tmp_path, 
     rots, specs = SL.fit_rotations(assets.map_latents, assets.map_factors, E.default_specs(), "rotate")
     swaps, _ = SL.fit_swaps(assets.map_latents, assets.map_factors, E.default_specs())
     assert len(swaps) == 4  # 64 scenes hold every shape
-    sliders = [rots[0], assets.named_dirs[1], rots[2], assets.named_dirs[3], swaps[0], *assets.named_dirs[5:]]
-    assets.set_named(sliders, assets.named_labels)
-    assert set(assets.named_moves) == {"floor_hue +", "object_hue +", "shape: cube"}
+    sliders = [rots[0], assets.named_dirs[1], rots[2], assets.named_dirs[3], swaps[0], swaps[1], *assets.named_dirs[6:]]
+    assets.set_named(sliders, assets.named_labels)  # two swaps of one factor share their means and reader
+    assert set(assets.named_moves) == {"floor_hue +", "object_hue +", "shape: cube", "shape: cylinder"}
     assert torch.equal(assets.named_dirs[0], rots[0].vector)  # plain readers still get a direction
     fp = precompute.weights_fingerprint(ckpt)
     folder = precompute.save_assets(assets, tmp_path / "assets", fp)
@@ -221,6 +221,7 @@ def test_hue_rotations_travel_with_the_assets_and_move_the_app_slider(tmp_path, 
     assert torch.equal(again.named_sliders()[2].move(z, 1.0), rots[2].move(z, 1.0))
     assert torch.equal(again.named_sliders()[1], assets.named_dirs[1])
     assert torch.equal(again.named_sliders()[4].move(z, 1.0), swaps[0].move(z, 1.0))
+    assert torch.equal(again.named_sliders()[5].move(z, 1.0), swaps[1].move(z, 1.0))
     m = make_loaded("k", model, again)
     assert isinstance(m.directions["label.object_hue +"], SL.HueRotation)
     got = Renderer.latent(m, z[0].tolist(), {"label.object_hue +": 1.0})
