@@ -2,9 +2,11 @@
 
 One ``Explorer`` per process holds the models (shared, read-only, at most ``max_loaded`` at once) and their cached
 assets. Everything that belongs to one user lives in a plain ``state`` dict that the UI keeps in ``gr.State`` (see
-explorer_edit.py). The edited latent is ``z0 + sum(amount * direction[name])``: directions are per-section principal
-directions (``section{k}.pc{c}``), label directions (``label.<name>``), both in units of the data's std along them,
-and prompt directions (``clip.<prompt>#<digest>``). Errors meant for the user are raised as ``ExplorerError``;
+explorer_edit.py). The edited latent is z0 moved by each edit in turn (``soda.api.move_along``: ``+ amount *
+direction``): directions are per-section principal directions (``section{k}.pc{c}``), label directions
+(``label.<name>``), both in units of the data's std along them, and prompt directions (``clip.<prompt>#<digest>``);
+on the procedural world a label slider may instead be z-dependent (soda.sliders.moves: it turns a hue, swaps the
+shape or steps the scale by classes). Errors meant for the user are raised as ``ExplorerError``;
 warnings are returned as lists of strings.
 
 ``Explorer`` is a composition of small services, each given what it needs in its constructor (nothing reaches into

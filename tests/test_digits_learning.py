@@ -1,14 +1,15 @@
 """The folder path learns on real data that ships with an installed package: scikit-learn's handwritten digits.
 
-A CI-sized run (600 steps of 32 images, one thread; the whole test: 72 s of wall time beside a training run on the
-other core) of the folder preset's recipe (v-prediction, low-SNR time sampling with 20% at t = 1, the z pathway at
+A CI-sized run (600 steps of 32 images, one thread; the whole test: 76 s of wall time beside a training run on the
+other core) of the folder preset's recipe (v-prediction, low-SNR time sampling with 40% at t = 1, the z pathway at
 3x the learning rate, masking warm-up, the spatial z map and the coordinate grid), at 16 px with a tiny width, on the
 training split of a stratified 80/20 split (``soda.data.digits``). On the 360 held-out digits the decoder must draw
 from z: its prediction from pure noise (t = 1) and its 10-step samples are clearly worse when each digit gets another
 digit's z. The old preset (eps-prediction, uniform t) left z unused: reconstructions equal to within 0.02 dB with a
-neighbour's z (issue 14). Measured: x0-hat at t = 1 14.50 dB with the true z, 11.40 with a shuffled z; 10-step
-samples 12.71 / 10.31 dB. The thresholds (2.0 and 1.5 dB) fail on the previous preset (no spatial z, no coordinates,
-5% at t = 1), which measured 13.03 / 11.89 and 11.04 / 10.22 dB here. The longer run with the full-size preset and
+neighbour's z (issue 14). Measured with the current preset: x0-hat at t = 1 14.00 dB with the true z, 11.51 with a
+shuffled z; 10-step samples 12.32 / 10.36 dB (the first 2026-12-02 preset, 20% at t = 1 and the spatial map on one
+level: 14.50 / 11.40 and 12.71 / 10.31). The thresholds (2.0 and 1.5 dB) fail on the preset before it (no spatial
+z, no coordinates, 5% at t = 1), which measured 13.03 / 11.89 and 11.04 / 10.22 dB here. The longer run with the full-size preset and
 the issue's bars is ``bench/digits.py`` (figures in docs/DATA.md).
 """
 
