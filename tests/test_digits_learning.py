@@ -9,8 +9,8 @@ digit's z. The old preset (eps-prediction, uniform t) left z unused: reconstruct
 neighbour's z (issue 14). Measured with the current preset: x0-hat at t = 1 14.00 dB with the true z, 11.51 with a
 shuffled z; 10-step samples 12.32 / 10.36 dB (the first 2026-12-02 preset, 20% at t = 1 and the spatial map on one
 level: 14.50 / 11.40 and 12.71 / 10.31). The thresholds (2.0 and 1.5 dB) fail on the preset before it (no spatial
-z, no coordinates, 5% at t = 1), which measured 13.03 / 11.89 and 11.04 / 10.22 dB here. The longer run with the full-size preset and
-the issue's bars is ``bench/digits.py`` (figures in docs/DATA.md).
+z, no coordinates, 5% at t = 1), which measured 13.03 / 11.89 and 11.04 / 10.22 dB here. The longer run with the
+full-size preset and the issue's bars is ``bench/digits.py`` (figures in docs/DATA.md).
 """
 
 from __future__ import annotations

@@ -93,7 +93,8 @@ def edits_section(e: dict, files: dict[str, str]) -> list[str]:
         "",
         f"Each edit is decoded ({e['steps']} DDIM steps, noise seed {e['seed']}, the same for the reconstruction "
         f"and the edit) and ground-truth factor classifiers (soda.clip.factors, trained on renders) read every factor "
-        f"of both. Sliders: {e['n_scenes']} held-out scenes x strengths {strengths} std; directions: "
+        f"of both. Sliders: {e['n_scenes']} held-out scenes x strengths {strengths} (std of the data along a "
+        "direction; classes for the z-dependent sliders of soda.sliders.moves, whose whole swap is 1); directions: "
         f"{e.get('directions_from', '?')}. **Effect**: how often the slider's factor moves the promised way (ordered "
         "factors: one step closer to the end the sign names, circularly for hues; shape: reaching the named shape at "
         "+, leaving it at -), over the edits that can. **Preservation**: how often every other factor keeps its "
