@@ -41,10 +41,9 @@ import torch
 from ..eval.edits import CIRCULAR, SliderSpec
 from .fit import _unit_std, carrier_mask, side_labels
 
-STEP = 1.0  # hue classes turned per unit of the slider
+STEP = 1.0  # classes per unit of a HueRotation or a ClassStep
+FULL = 1.0  # the amount at which a ClassSwap reaches the named class's mean
 RIDGE = 1e-2  # the read map's ridge, per sample (z is standardised by nothing: the latents' own scale)
-FULL = 1.0  # a ClassSwap's amount that takes a scene all the way to the named class's mean (STEP: a ClassStep's
-# classes per unit too)
 
 
 @dataclass
@@ -59,6 +58,9 @@ class HueRotation:
     n: int = 10  # hue classes on the wheel
     step: float = STEP
     vector: torch.Tensor | None = None  # (D,) the + chord, one std of the data long (for plain-direction readers)
+
+    kind = "hue_rotation"  # how it is stored (load_move)
+    unit = "one hue step per unit"  # what the caption says about its amounts
 
     def position(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B,) where each scene's hue lies on the wheel, in classes [0, n)."""
@@ -79,9 +81,6 @@ class HueRotation:
         turn = torch.sign(d) * torch.minimum(self.step * a.abs(), d.abs())
         dz = (self._h(u0 + turn) - self._h(u0)) @ self.write.double()
         return (z.double() + dz).to(z.dtype)
-
-    kind = "hue_rotation"
-    unit = "one hue step per unit"  # what the caption says about its amounts
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"center": self.center, "read": self.read, "write": self.write, "vector": self.vector_or_chord()}
