@@ -125,8 +125,9 @@ def build(ctx: Ctx) -> SimpleNamespace:
                 )
     gr.Markdown(
         "Sliders move the latent along directions found in held-out data, in units of its standard "
-        "deviation; a hue slider marked 'one hue step per unit' turns the colour wheel instead. Dragging shows a "
-        "quick preview; releasing renders at the chosen quality."
+        "deviation; a named slider whose caption gives another unit ('one hue step per unit', 'one class per unit', "
+        "'all the way at 1') moves each scene from where it is by that. Dragging shows a quick preview; releasing "
+        "renders at the chosen quality."
     )
     sliders, titles = [], []
 

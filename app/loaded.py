@@ -36,7 +36,7 @@ class Loaded:
     key: str
     model: torch.nn.Module
     assets: precompute.ExplorerAssets
-    directions: dict  # edit name -> (z_dim,) direction, or a slider with move(z, amount) (soda.sliders.HueRotation)
+    directions: dict  # edit name -> (z_dim,) direction, or a slider with move(z, amount) (soda.sliders.moves)
     slots: list[str | None]  # N_SLOTS edit names (None: slot unused)
     slot_labels: list[str]
     section_titles: list[str]
@@ -74,7 +74,9 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
                 if got.get("factor"):
                     labels[k * COMPONENTS + c] += f" · {got['factor'].replace('_', ' ')}"
                 infos[name] = got["caption"]
-    named = assets.named_sliders()  # a direction, or a HueRotation (moved by api.move_along like one)
+    named = (
+        assets.named_sliders()
+    )  # a direction, or a z-dependent slider (soda.sliders.moves; api.move_along moves both)
     for j, lab in enumerate(assets.named_labels[:NAMED_SLOTS]):
         name = f"label.{lab}"
         dirs[name] = named[j]

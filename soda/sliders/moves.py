@@ -191,37 +191,43 @@ def fit_rotations(
     return out, kept
 
 
-def _reader_parts(tensors: dict[str, torch.Tensor], what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Stored class means (K, D), reader weight (D, K) and bias (K,), shape-checked."""
-    M, W, b = (tensors[k].float() for k in ("means", "weight", "bias"))
-    K, D = M.shape if M.dim() == 2 else (0, 0)
-    if M.dim() != 2 or tuple(W.shape) != (D, K) or tuple(b.shape) != (K,):
-        raise ValueError(f"{what} tensors have shapes {tuple(M.shape)}, {tuple(W.shape)}, {tuple(b.shape)}")
-    return M, W, b
-
-
-def _probabilities(z: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    return torch.softmax(z.double() @ weight.double() + bias.double(), 1)
-
-
 @dataclass
-class ClassSwap:
-    """A categorical slider that moves each scene from its own class's mean to class ``plus``'s (amount > 0), or
-    from ``plus`` to the class it resembles most (amount < 0)."""
+class _ClassReader:
+    """What ClassSwap and ClassStep share: the class means and the logistic regression that reads a scene's class
+    from z, stored and shape-checked alike."""
 
-    means: torch.Tensor  # (K, D) class means of the latents it was fitted on
+    means: torch.Tensor  # (K, D) class means of the latents it was fitted on, in the factor's order
     weight: torch.Tensor  # (D, K) the logistic regression reading the class from z
     bias: torch.Tensor  # (K,)
     plus: int
+
+    def probabilities(self, z: torch.Tensor) -> torch.Tensor:
+        """(B, D) -> (B, K) the class each scene is, as read from z."""
+        return torch.softmax(z.double() @ self.weight.double() + self.bias.double(), 1)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"means": self.means, "weight": self.weight, "bias": self.bias, "vector": self.vector_or_chord()}
+
+    @staticmethod
+    def _parts(tensors: dict[str, torch.Tensor], what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Stored class means (K, D), reader weight (D, K) and bias (K,), shape-checked."""
+        M, W, b = (tensors[k].float() for k in ("means", "weight", "bias"))
+        K, D = M.shape if M.dim() == 2 else (0, 0)
+        if M.dim() != 2 or tuple(W.shape) != (D, K) or tuple(b.shape) != (K,):
+            raise ValueError(f"{what} tensors have shapes {tuple(M.shape)}, {tuple(W.shape)}, {tuple(b.shape)}")
+        return M, W, b
+
+
+@dataclass
+class ClassSwap(_ClassReader):
+    """A categorical slider that moves each scene from its own class's mean to class ``plus``'s (amount > 0), or
+    from ``plus`` to the class it resembles most (amount < 0)."""
+
     full: float = FULL
     vector: torch.Tensor | None = None  # (D,) mean of plus minus the mean of the rest, one std long
 
     kind = "class_swap"
     unit = "all the way at 1"
-
-    def probabilities(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, D) -> (B, K) the class each scene is, as read from z."""
-        return _probabilities(z, self.weight, self.bias)
 
     def move(self, z: torch.Tensor, amount: float | torch.Tensor) -> torch.Tensor:
         """z (B, D), amount (scalar or (B,)) -> the edited latents (B, D), same dtype."""
@@ -237,9 +243,6 @@ class ClassSwap:
         M = self.means.double()
         return (z.double() + w * (M[target] - M[cur])).to(z.dtype)
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {"means": self.means, "weight": self.weight, "bias": self.bias, "vector": self.vector_or_chord()}
-
     def meta(self) -> dict:
         return {"kind": self.kind, "plus": int(self.plus), "full": float(self.full)}
 
@@ -251,7 +254,7 @@ class ClassSwap:
 
     @classmethod
     def from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict) -> ClassSwap:
-        M, W, b = _reader_parts(tensors, "class swap")
+        M, W, b = cls._parts(tensors, "class swap")
         plus, full = int(meta["plus"]), float(meta.get("full", FULL))
         if not 0 <= plus < M.shape[0] or not math.isfinite(full) or full <= 0:
             raise ValueError(f"class swap settings out of range: {meta}")
@@ -259,16 +262,12 @@ class ClassSwap:
 
 
 @dataclass
-class ClassStep:
+class ClassStep(_ClassReader):
     """An ordered factor's slider (scale, orientation) that moves each scene along the chain of its class means:
     where the scene lies (the expected class read from z) moves ``step`` classes per unit towards ``plus``
     (amount > 0) or ``minus`` (amount < 0), never past the end, and z moves by the difference of the chain's points
     (the means, linearly interpolated between neighbouring classes)."""
 
-    means: torch.Tensor  # (K, D) class means, in the factor's order
-    weight: torch.Tensor  # (D, K)
-    bias: torch.Tensor  # (K,)
-    plus: int
     minus: int
     step: float = STEP
     vector: torch.Tensor | None = None  # (D,) mean of plus minus mean of minus, one std long
@@ -278,7 +277,7 @@ class ClassStep:
 
     def position(self, z: torch.Tensor) -> torch.Tensor:
         """(B, D) -> (B,) the expected class read from z, in [0, K - 1]."""
-        P = _probabilities(z, self.weight, self.bias)
+        P = self.probabilities(z)
         return (P * torch.arange(P.shape[1], dtype=P.dtype)).sum(1)
 
     def _chain(self, u: torch.Tensor) -> torch.Tensor:
@@ -298,9 +297,6 @@ class ClassStep:
         u1 = u0 + torch.sign(d) * torch.minimum(self.step * a.abs(), d.abs())
         return (z.double() + self._chain(u1) - self._chain(u0)).to(z.dtype)
 
-    def tensors(self) -> dict[str, torch.Tensor]:
-        return {"means": self.means, "weight": self.weight, "bias": self.bias, "vector": self.vector_or_chord()}
-
     def meta(self) -> dict:
         return {"kind": self.kind, "plus": int(self.plus), "minus": int(self.minus), "step": float(self.step)}
 
@@ -311,7 +307,7 @@ class ClassStep:
 
     @classmethod
     def from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict) -> ClassStep:
-        M, W, b = _reader_parts(tensors, "class step")
+        M, W, b = cls._parts(tensors, "class step")
         K = M.shape[0]
         plus, minus, step = int(meta["plus"]), int(meta["minus"]), float(meta.get("step", STEP))
         if K < 2 or not (0 <= plus < K and 0 <= minus < K) or not math.isfinite(step) or step <= 0:
@@ -352,14 +348,15 @@ def _fit_reader(Z: torch.Tensor, y: torch.Tensor, K: int) -> tuple[torch.Tensor,
 def fit_swaps(Z: torch.Tensor, factors: torch.Tensor, specs) -> tuple[list[ClassSwap], list[SliderSpec]]:
     """ClassSwaps for the categorical sliders among ``specs`` (the others, and a factor with a class missing from
     the data, are left out), fitted on latents Z (N, D) and their grid factors -> (swaps, their specs)."""
+    from ..clip.factors import class_counts
+
     out, kept, fitted = [], [], {}
     for spec in specs:
         if not spec.categorical:
             continue
         j = spec.index
-        y = factors[:, j].long()
-        if j not in fitted:
-            fitted[j] = _fit_reader(Z, y, int(y.max()) + 1)
+        if j not in fitted:  # every class of the factor, present in the data or not (then None: left out)
+            fitted[j] = _fit_reader(Z, factors[:, j].long(), class_counts()[j])
         if fitted[j] is None:
             continue
         swap = ClassSwap(*fitted[j], spec.plus)
