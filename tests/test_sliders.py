@@ -406,6 +406,9 @@ def test_projected_rotation_drops_what_its_write_map_leaks_into_another_factor()
     assert float(proj.write[:, 2].abs().max()) < 0.05 * float(proj.write.abs().max())  # gone
     u0, u1 = plain.position(Z), plain.position(proj.move(Z, 1.0))  # read with the unprojected map: the true hue
     assert float((_arc(u1, torch.tensor(7.0)) - (_arc(u0, torch.tensor(7.0)) - 1).clamp(min=0)).abs().median()) < 0.3
+    G = SL.score_gradients(model, clf, Z[:16], 4, 0)  # given once (choose_directions shares them): the same answer
+    (again,), _ = SL.fit_rotations(Z, f, [spec], "rotate_proj", model=model, classifiers=clf, gradients=G)
+    assert torch.allclose(again.write, proj.write)
     with pytest.raises(ValueError, match="model and the factor classifiers"):
         SL.fit_rotations(Z, f, [spec], "rotate_proj")
 

@@ -120,7 +120,7 @@ def measure_for_assets(
     pairs = [(k, s) for k, s in pairs if s is not None]
     if pairs:
         specs = [s for _, s in pairs]
-        dirs = [named_dirs[k] for k, _ in pairs]  # directions (z_dim,) or HueRotations
+        dirs = [named_dirs[k] for k, _ in pairs]  # directions (z_dim,) or z-dependent sliders
         sc, _ = measure_sliders(
             decode, clf.predict, z[: opt["n_scenes"]], dirs, specs, strengths, progress=lambda f, s: say(0.5 * f, s)
         )

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from ..eval.edits import SliderSpec, default_specs
-from .decoder import projected_directions
+from .decoder import projected_directions, score_gradients
 from .fit import SHIPPED, fit_directions, section_importance
 from .moves import ROTATE_METHODS, fit_rotations, fit_steps, fit_swaps
 
@@ -67,18 +67,24 @@ def choose_directions(
 
     best: dict[str, tuple] = {}
     table: dict[str, dict] = {}
+    grads: list = []  # the decoder-measured gradients, computed once for 'projected' and 'rotate_proj'
+
+    def gradients(i: int) -> tuple:
+        if not grads:
+            say(i / len(candidates), "choosing directions: gradients through the decoder")
+            grads.append(score_gradients(model, classifiers, Z[:16], 4, seed))
+        return grads[0]
+
     for i, method in enumerate(candidates):
         if method == "projected":
             D, kept = fit_directions(Z, factors, default_specs(), "mean_all", importance, Z.shape[1] // n_sec)
-            say(i / len(candidates), "choosing directions: gradients through the decoder")
-            D = projected_directions(model, classifiers, D, kept, Z[:16], seed=seed)
+            D = projected_directions(model, classifiers, D, kept, Z[:16], seed=seed, gradients=gradients(i))
         elif method in ("swap", "step"):
             D, kept = (fit_swaps if method == "swap" else fit_steps)(Z, factors, default_specs())
         elif method in ROTATE_METHODS:
-            if method == "rotate_proj":
-                say(i / len(candidates), "choosing directions: gradients through the decoder")
+            g = gradients(i) if method == "rotate_proj" else None
             sd = Z.shape[1] // n_sec
-            D, kept = fit_rotations(Z, factors, default_specs(), method, importance, sd, model, classifiers, seed)
+            D, kept = fit_rotations(Z, factors, default_specs(), method, importance, sd, model, classifiers, seed, g)
         else:
             D, kept = fit_directions(Z, factors, default_specs(), method, importance, Z.shape[1] // n_sec)
         sc, _ = measure_sliders(

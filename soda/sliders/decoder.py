@@ -110,13 +110,21 @@ def project_out(d: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
 
 
 def projected_directions(
-    model, clf, D: torch.Tensor, specs: Sequence[SliderSpec], Z_ref: torch.Tensor, decode_steps: int = 4, seed: int = 0
+    model,
+    clf,
+    D: torch.Tensor,
+    specs: Sequence[SliderSpec],
+    Z_ref: torch.Tensor,
+    decode_steps: int = 4,
+    seed: int = 0,
+    gradients: tuple | None = None,
 ) -> torch.Tensor:
     """Directions D (K, z_dim) with the first-order effect on the *other* factors' readings removed: each minus its
     component along the decoder-measured gradients (score_gradients at Z_ref) of every factor it does not promise
     (a shape slider keeps orientation free: a sphere has none), kept at its length (InterFaceGAN's conditional
-    editing, with attribute directions measured through the decoder instead of fitted on z)."""
-    G, owners = score_gradients(model, clf, Z_ref, decode_steps, seed)
+    editing, with attribute directions measured through the decoder instead of fitted on z). ``gradients``: the
+    (G, owners) score_gradients already gave for these Z_ref, decode steps and seed (computed here without)."""
+    G, owners = gradients if gradients is not None else score_gradients(model, clf, Z_ref, decode_steps, seed)
     out = []
     for d, spec in zip(D, specs, strict=True):
         free = {spec.factor} | ({"orientation"} if spec.factor == "shape" else set())

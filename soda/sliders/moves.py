@@ -157,10 +157,12 @@ def fit_rotations(
     model=None,
     classifiers=None,
     seed: int = 0,
+    gradients: tuple | None = None,
 ) -> tuple[list[HueRotation], list[SliderSpec]]:
     """HueRotations for the hue sliders among ``specs`` (the others are left out) -> (rotations, their specs).
     'rotate_sec' writes only on the carrying sections and needs the section importance and size; 'rotate_proj'
-    needs the model and the factor classifiers (the gradients through the decoder, at 16 of the latents Z)."""
+    needs the model and the factor classifiers (the gradients through the decoder, at 16 of the latents Z, or the
+    ``gradients`` soda.sliders.score_gradients already gave there)."""
     from ..clip.factors import bin_factors
 
     if method not in ROTATE_METHODS:
@@ -184,7 +186,8 @@ def fit_rotations(
         from .decoder import projected_directions
 
         rows = torch.cat([r.write for r in out])  # each rotation's two write rows, projected like a direction
-        P = projected_directions(model, classifiers, rows, [s for s in kept for _ in range(2)], Z[:16], seed=seed)
+        specs2 = [s for s in kept for _ in range(2)]
+        P = projected_directions(model, classifiers, rows, specs2, Z[:16], seed=seed, gradients=gradients)
         for i, r in enumerate(out):
             r.write, r.vector = P[2 * i : 2 * i + 2].float(), None
             r.vector = _unit_std(r.vector_or_chord(), Z)
