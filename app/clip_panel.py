@@ -17,7 +17,7 @@ import gradio as gr
 
 from soda.clip import format_vocabulary
 
-from .common import PRIVATE, Ctx, guard, marker_update
+from .common import FOLLOW, PRIVATE, Ctx, guard, marker_update
 from .explorer import N_SLOTS
 from .explorer_clip import ClipMissing
 
@@ -174,7 +174,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
 
     ns.name_go.click(
         name_sliders, [st, ns.vocab], [ns.table, ns.names, ns.name_note], api_name="name_sliders", **CLIP_QUEUE
-    ).then(**show_args)
+    ).then(**show_args, **FOLLOW)
     ns.vocab_reset.click(lambda: format_vocabulary(), None, ns.vocab, **PRIVATE)
 
     @guard
@@ -205,7 +205,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
         [ns.slider_name, ns.prompt_note],
         api_name="prompt_slider",
         **CLIP_QUEUE,
-    ).then(**show_args)
+    ).then(**show_args, **FOLLOW)
 
     @guard
     def map_prompt(state, prompt, view, progress=gr.Progress()):
@@ -232,5 +232,5 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
         ctx.map_html,
         api_name="map_prompt",
         **CLIP_QUEUE,
-    ).then(star, [st, ctx.view], ctx.map_html, show_progress="hidden", **PRIVATE)
+    ).then(star, [st, ctx.view], ctx.map_html, show_progress="hidden", **PRIVATE, **FOLLOW)
     return status_args

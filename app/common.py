@@ -16,6 +16,9 @@ from .explorer import Explorer, ExplorerError
 log = logging.getLogger("soda.app")
 PRIVATE = {"api_visibility": "private"}
 HEAVY = {"concurrency_id": "model"}  # every event that runs the network shares one bounded pool
+# Every follow-up (.then) runs once more when it is triggered while it still runs, on the state it finds then: in
+# gradio's default mode "once" the page *skips* it (two quick map clicks synced the star to the first click only).
+FOLLOW = {"trigger_mode": "always_last"}
 
 
 @dataclass

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .common import HEAVY, PRIVATE, STATUS_TEMPLATE, Ctx, guard, marker_update, status_text, warn
+from .common import FOLLOW, HEAVY, PRIVATE, STATUS_TEMPLATE, Ctx, guard, marker_update, status_text, warn
 from .explorer import COMPONENTS, N_SLOTS, SECTION_SLOTS, SLIDER_SPAN, Loaded
 
 CURRENT = "current edit"  # the editor's image among the image choices of Interpolate and Mix
@@ -217,6 +217,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         "outputs": [*sliders, ns.before_after, ctx.map_html, *ctx.current_pickers],
         "show_progress": "hidden",
         **PRIVATE,
+        **FOLLOW,
     }
     ctx.after_load.append(sync_args)
     ns.api_example.click(
@@ -311,8 +312,8 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         api_name="refine",
         **HEAVY,
     )
-    ev.then(**render_args, show_progress="hidden")
-    ev.then(cancel_off, None, ns.refine_cancel, **toggle)
+    ev.then(**render_args, show_progress="hidden", **FOLLOW)
+    ev.then(cancel_off, None, ns.refine_cancel, **toggle, **FOLLOW)
     ns.refine_cancel.click(cancel_off, None, ns.refine_cancel, cancels=[ev], **toggle)
 
     @guard

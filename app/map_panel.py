@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .common import HEAVY, PRIVATE, Ctx, guard, marker_update, status_text
+from .common import FOLLOW, HEAVY, PRIVATE, Ctx, guard, marker_update, status_text
 
 MAP_TEMPLATE = "<div class='soda-map' style='width:100%;height:480px'></div>"
 
@@ -140,7 +140,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         ctx.map_html,
         api_name="latent_map",
         **HEAVY,
-    ).then(star, [st, ctx.view], ctx.map_html, show_progress="hidden", **PRIVATE)
+    ).then(star, [st, ctx.view], ctx.map_html, show_progress="hidden", **PRIVATE, **FOLLOW)
 
     @guard
     def click(state, view, kind, index, x, y, seed, quality):

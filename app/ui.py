@@ -9,7 +9,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import clip_panel, edit_panel, export_panel, map_panel, views_panel
-from .common import PRIVATE, Ctx, guard, quiet_user_errors
+from .common import FOLLOW, PRIVATE, Ctx, guard, quiet_user_errors
 from .explorer import MAX_SEED, Explorer
 from .uploads import MAX_BYTES
 
@@ -179,6 +179,8 @@ def build_demo(ex: Explorer) -> gr.Blocks:
             api_name="open_checkpoint",
             concurrency_id="load",
             concurrency_limit=1,
-        ).then(refresh, [st, ctx.view], refresh_out, **PRIVATE).then(**clip_status, concurrency_limit=None)
+        ).then(refresh, [st, ctx.view], refresh_out, **PRIVATE, **FOLLOW).then(
+            **clip_status, concurrency_limit=None, **FOLLOW
+        )
     demo.queue(default_concurrency_limit=CONCURRENT_RENDERS, max_size=64)
     return demo

@@ -8,7 +8,7 @@ import gradio as gr
 
 from soda import api
 
-from .common import HEAVY, PRIVATE, Ctx, guard, warn
+from .common import FOLLOW, HEAVY, PRIVATE, Ctx, guard, warn
 from .explorer import Loaded
 
 FOLLOWS = "becomes the editor's image (current edit) whenever one is loaded there"
@@ -192,7 +192,7 @@ def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace
         api_name="orbit",
         **HEAVY,
     )
-    ev.then(lambda: gr.Button(interactive=False), None, nv.orbit_cancel, **toggle)
+    ev.then(lambda: gr.Button(interactive=False), None, nv.orbit_cancel, **toggle, **FOLLOW)
     nv.orbit_cancel.click(
         lambda: ("cancelled", gr.Button(interactive=False)),
         None,

@@ -192,3 +192,19 @@ def test_every_explorer_name_the_app_uses_exists():
     missing = {name: where for name, where in used.items() if not hasattr(ex, name)}
     assert not missing, f"names used on the explorer that it lacks: {missing}"
     assert len(used) > 40  # the scan found the panels' calls
+
+
+def test_no_follow_up_event_is_dropped_while_one_is_pending(server):
+    """A follow-up (``.then``) in gradio's default trigger mode "once" is *skipped* by the page while the same follow-up
+    still runs: two quick map clicks ran the star's sync once, for the first click, and the star stayed on the point
+    while the status said it had moved (CI, stop 19). Every follow-up must run again, with the state it finds then."""
+    config = server[2].get_config_file()
+    names = {c["id"]: c.get("props", {}).get("elem_id") for c in config["components"]}
+    follow_ups = [d for d in config["dependencies"] if d.get("trigger_after") is not None]
+    assert len(follow_ups) >= 10  # the sync after every load, the star after a map redraw, the refine's tail, ...
+    dropped = [
+        (d["backend_fn"] and d.get("api_name"), [names.get(o) for o in d["outputs"]])
+        for d in follow_ups
+        if d["trigger_mode"] == "once"
+    ]
+    assert not dropped, f"follow-ups that a pending run of themselves would drop: {dropped}"
