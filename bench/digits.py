@@ -51,7 +51,7 @@ def bars(m: dict) -> list[tuple[str, float, str, bool]]:
     z, u, px = p["z (trained)"]["linear"], p["untrained encoder"]["linear"], p["pixels"]["linear"]
     out += [
         ("linear probe on z", z, ">= 0.97", z >= 0.97),
-        (f"linear probe on z above the untrained encoder ({u:.3f})", z - u, "> 0", z > u),
+        (f"linear probe on z above the untrained encoder, best of 3 seeds ({u:.3f})", z - u, "> 0", z > u),
         (f"linear probe on z above raw pixels ({px:.3f})", z - px, "> 0", z > px),
     ]
     return out

@@ -74,6 +74,9 @@ def test_run_folder_uses_held_out_files_and_known_references(tmp_path):
     assert p["pixels"]["linear"] == 1.0  # brightness separates the classes linearly (kNN on L2-normalised flat
     assert 0 <= p["pixels"]["knn"] <= 1  # images cannot: they all normalise to the same vector)
     assert set(p) >= {"z (trained)", "untrained encoder", "pixels", "chance"}
+    runs = p["untrained seeds"]  # several initialisations, each kept; the baseline is the best on the linear probe
+    assert [r["seed"] for r in runs] == [0, 1, 2]
+    assert p["untrained encoder"]["linear"] == max(r["linear"] for r in runs)
     assert "z_use_gap" in m and set(m["z_use_gap"]["t1"]) == {"psnr", "psnr_shuffled", "gap"}
 
 
