@@ -254,7 +254,11 @@ def write_folder_report(out: Path, name: str, m: dict, files: dict[str, str], ca
             "",
         ]
         for name_, c in m["probes"].items():
-            seeds = ", ".join(f"seed {r['seed']}: {r['linear']:.3f}" for r in c.get("untrained seeds", []))
+            seeds = ", ".join(
+                f"seed {r['seed']}: {r['linear']:.3f}"
+                + (f" (cross-validated {r['cv_linear']:.3f})" if r["cv_linear"] else "")
+                for r in c.get("untrained seeds", [])
+            )
             cv = ", ".join(
                 f"{k} {c[k]['cv_linear']:.3f} (C = {c[k]['C']:g})"
                 for k in ("z (trained)", "untrained encoder", "pixels")
