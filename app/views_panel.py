@@ -15,11 +15,11 @@ FOLLOWS = "becomes the editor's image (current edit) whenever one is loaded ther
 ORBIT_STEPS = 20  # an orbit of 24 frames at 20 steps fits the 15 s budget on 2 CPU cores
 
 
-def section_picker(choices, label: str) -> gr.CheckboxGroup:
+def section_picker(choices, label: str, elem_id: str | None = None) -> gr.CheckboxGroup:
     """A checkbox group of latent sections. Its values are the section indices as strings ('0', '1', ...), the form
     the API description (view_api) gives; integers are accepted too (the instance's preprocess converts them first:
     a subclass would make gradio write a .pyi stub beside this file)."""
-    group = gr.CheckboxGroup(choices, label=label)
+    group = gr.CheckboxGroup(choices, label=label, elem_id=elem_id)
     strict = group.preprocess
 
     def preprocess(payload):
@@ -33,6 +33,35 @@ def section_choices(m: Loaded) -> list[tuple[str, str]]:
     """(label, value) pairs; the values are the section indices as strings ('0', '1', ...), the form gradio's API
     description gives for a checkbox group."""
     return [(t, str(k)) for k, t in enumerate(m.section_titles)]
+
+
+FREE_MIX = "(tick the sections yourself)"
+
+
+def mix_carriers(m: Loaded) -> dict[str, list[int]]:
+    """factor -> the sections that carry it, chosen by ``soda.precompute`` on decoded mixes of held-out scene pairs
+    (``soda.eval.edits.measure_carriers``); {} where nothing was measured (other data sets, --no-measure)."""
+    mix = (m.assets.meta.get("slider_effects") or {}).get("mixing") or {}
+    return {f: [int(k) for k in c] for f, c in (mix.get("carriers") or {}).items() if c}
+
+
+def mix_choices(m: Loaded) -> list[tuple[str, str]]:
+    """section_choices, each label followed by the factors whose measured carriers include that section."""
+    carried = mix_carriers(m)
+    out = []
+    for label, value in section_choices(m):
+        names = [f.replace("_", " ") for f, c in carried.items() if int(value) in c]
+        out.append((label + (" · " + ", ".join(names) if names else ""), value))
+    return out
+
+
+def take_choices(m: Loaded) -> list[str]:
+    return [FREE_MIX] + [f.replace("_", " ") for f in mix_carriers(m)]
+
+
+def take_update(m: Loaded):
+    """The 'take a factor from B' dropdown for checkpoint ``m`` (hidden when its carriers were not measured)."""
+    return gr.Dropdown(choices=take_choices(m), value=FREE_MIX, visible=bool(mix_carriers(m)))
 
 
 def views_note(m: Loaded) -> str:
@@ -86,7 +115,15 @@ def build_mix(ctx: Ctx) -> SimpleNamespace:
             choices, value=choices[1], label="Image A", info=FOLLOWS, allow_custom_value=True, elem_id="mix-a"
         )
         ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B", allow_custom_value=True)
-    ns.from_b = section_picker(section_choices(m), "Sections taken from B")
+    ns.take = gr.Dropdown(
+        take_choices(m),
+        value=FREE_MIX,
+        label="Take a factor from B",
+        info="ticks the sections that carry it: those whose swap moved it on decoded held-out pairs",
+        visible=bool(mix_carriers(m)),
+        elem_id="mix-take",
+    )
+    ns.from_b = section_picker(mix_choices(m), "Sections taken from B", "mix-from-b")
     ctx.current_pickers.append(ns.a)
     ns.go = gr.Button("Mix", variant="primary")
     with gr.Row():
@@ -149,6 +186,18 @@ def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace
     def mix(state, a, b, from_b, seed, quality):
         return tuple(ex.mix(state, a, b, from_b, seed, quality))
 
+    @guard
+    def take(state, factor):
+        """The carrying sections of ``factor`` ticked (nothing changes for the free choice)."""
+        if factor == FREE_MIX or not state:
+            return gr.skip()
+        carried = mix_carriers(ex.get(state["ckpt"]))
+        key = str(factor).replace(" ", "_")
+        if key not in carried:
+            return gr.skip()
+        return [str(k) for k in carried[key]]
+
+    mx.take.input(take, [st, mx.take], mx.from_b, show_progress="hidden", concurrency_limit=None, **PRIVATE)
     mx.go.click(
         mix, [st, mx.a, mx.b, mx.from_b, seed_in, quality_in], [mx.img_a, mx.img_b, mx.mixed], api_name="mix", **HEAVY
     )

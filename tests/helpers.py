@@ -64,6 +64,7 @@ def measure_sliders(ckpt: Path) -> None:
         assets,
         n_scenes=2,
         pc_scenes=2,
+        mix_pairs=3,
         strengths=(2.0,),
         classifier=quick,
         save=precompute.persist_measurement,

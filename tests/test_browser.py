@@ -12,6 +12,7 @@ The same tour makes the documentation's screenshots of a real checkpoint:
 from __future__ import annotations
 
 import io
+import json
 import re
 import struct
 import time
@@ -252,6 +253,29 @@ def test_interpolate_and_mix_start_from_the_editors_image(page):
     assert page.locator("#interp-a input").input_value() == "current edit"
     page.get_by_role("tab", name="Mix sections").click()
     assert page.locator("#mix-a input").input_value() == "current edit"
+    page.get_by_role("tab", name="Explore / edit").click()
+
+
+def test_take_a_factor_from_b_ticks_the_sections_measured_to_carry_it(page, app):
+    """The Mix panel names, per section, the factors whose measured carriers include it (soda.precompute decodes
+    mixes of held-out pairs), and 'Take a factor from B' ticks exactly those sections."""
+    from app.views_panel import mix_carriers
+
+    carried = mix_carriers(app[1].get())
+    assert carried  # measured by helpers.measure_sliders on 3 pairs
+    factor, sections = next(iter(carried.items()))
+    name = factor.replace("_", " ")
+    page.get_by_role("tab", name="Mix sections").click()
+    labels = page.locator("#mix-from-b label").all_inner_texts()
+    assert [i for i, t in enumerate(labels) if name in t] == sections, labels
+    page.locator("#mix-take input").click()
+    page.get_by_role("option", name=name, exact=True).click()
+    want = json.dumps(sections, separators=(",", ":"))
+    ticked = (
+        "JSON.stringify(Array.from(document.querySelectorAll('#mix-from-b input[type=checkbox]'))"
+        ".flatMap((c, i) => c.checked ? [i] : []))"
+    )
+    wait_for(page, f"{ticked} === '{want}'", f"the sections of {name} ticked ({want})")
     page.get_by_role("tab", name="Explore / edit").click()
 
 

@@ -117,6 +117,29 @@ def test_mixing_follow_and_stay_with_carriers():
     assert E.carriers_from_importance(np.array([[0.6, 0.1], [0.35, 0.8], [0.05, 0.1]])) == [[0, 1], [1]]
 
 
+def test_mix_carriers_are_chosen_by_what_the_decoded_mixes_do():
+    """Known answer: the floor follows B only when sections 0 and 1 come together (either alone leaves A's floor);
+    section 2 carries the object hue. Each factor's group is the one that moves it and keeps the rest; a factor that
+    never differs between A and B has none."""
+    groups = E.section_groups(3, 3)
+    assert groups == [(0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]
+    pa = torch.tensor([row(floor=0, obj=0)] * 4)
+    pb = torch.tensor([row(floor=5, obj=5)] * 4)
+
+    def mix(g):
+        floor = 5 if {0, 1} <= set(g) else 0
+        return torch.tensor([row(floor=floor, obj=5 if 2 in g else 0)] * 4)
+
+    out = E.choose_carriers(pa, pb, torch.stack([mix(g) for g in groups]), groups)
+    assert out["carriers"]["floor_hue"] == [0, 1] and out["follow"]["floor_hue"] == 1.0
+    assert out["keep"]["floor_hue"] == 1.0  # (0, 1, 2) also moves the floor, but the object hue with it
+    assert out["carriers"]["object_hue"] == [2] and out["follow"]["object_hue"] == 1.0
+    assert out["carriers"]["wall_hue"] == [] and out["follow"]["wall_hue"] is None  # never differs
+    # what the importance-style single carrier would do here: one of the two floor sections, the floor never follows
+    single = E.mixing_scores(pa, pb, torch.stack([mix(g) for g in groups[:3]]), torch.stack([mix((1,))] * 6), [[1]] * 6)
+    assert single.effect[0] == 0.0
+
+
 def test_view_identity_counts_frames_that_agree_on_every_factor():
     ref = torch.tensor([row(obj=3, shape=0, orient=2), row(obj=1, shape=2, orient=0)])
     frames = torch.tensor(
@@ -248,6 +271,14 @@ def test_the_oracle_mixes_sections_exactly(oracle_setup):
     assert np.nansum(off) == 0  # swapping section k never moves another factor
     wrong, _ = E.measure_mixing(reader.decode, reader.classify, z_a, z_b, oracle.section_slices, carriers[::-1])
     assert np.nanmax(wrong.effect) < 0.5
+
+
+def test_the_oracle_mix_carriers_are_its_sections(oracle_setup):
+    oracle, reader, z, _ = oracle_setup
+    out = E.measure_carriers(reader.decode, reader.classify, z[:12], z[12:], oracle.section_slices)
+    assert out["groups"] == 6 + 15 + 20 and out["n_pairs"] == 12
+    assert out["carriers"] == {f: [k] for k, f in enumerate(E.FACTORS)}  # the oracle's section k is factor k
+    assert all(v == 1.0 for v in out["follow"].values()) and all(v == 1.0 for v in out["keep"].values())
 
 
 # ------------------------------------------------------------------------------------------------------------

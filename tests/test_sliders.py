@@ -267,7 +267,7 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
     assets = precompute.load_or_compute(model, n_examples=4, n_map=64)
     assert assets.named_labels == [s.label for s in E.default_specs()]  # the world's sliders, from soda.sliders
     eff = SL.ensure_measured(
-        model, assets, n_scenes=2, pc_scenes=2, strengths=(2.0,), save=precompute.persist_measurement
+        model, assets, n_scenes=2, pc_scenes=2, mix_pairs=3, strengths=(2.0,), save=precompute.persist_measurement
     )
     assert set(eff["named"]) == set(assets.named_labels)
     for r in eff["named"].values():
@@ -282,6 +282,13 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
         assert scores[method] == max(scores.values())
     n_pc = int((assets.section_dirs.norm(dim=-1) > 0).sum())
     assert len(eff["sections"]) == n_pc
+    # the Mix panel's carriers: every set of up to 3 sections decoded on 3 pairs, each factor given a set (or none
+    # where no pair differs on it)
+    mix, K = eff["mixing"], model.n_sections
+    assert mix["n_pairs"] == 3 and mix["groups"] == len(E.section_groups(K, 3))
+    assert set(mix["carriers"]) == set(E.FACTORS)
+    for f, c in mix["carriers"].items():
+        assert (c == []) == (mix["follow"][f] is None) and all(0 <= k < K for k in c) and len(c) <= 3
     # stored in the cache folder: a fresh load carries it; a second call does not measure again
     again = precompute.load_assets(assets.folder, assets.fingerprint)
     assert again.meta["slider_effects"] == json.loads(json.dumps(eff))

@@ -176,7 +176,7 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
     # ---- edit fidelity: sliders, section mixing and novel views judged on decoded images (soda.eval.edits) ----
     if sizes.edit_scenes > 0 and model.cfg.kind == "soda":
         from .edits import run_edits
-        from .shipped import shipped_sliders
+        from .shipped import shipped_carriers, shipped_sliders
 
         t4 = time.time()
         R = dci_full["importance_matrix"]  # (z_dim, F): summed within each section, the sections carrying a factor
@@ -190,6 +190,7 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
             view_frames=sizes.view_frames,
             section_importance=imp,
             sliders=shipped_sliders(model, (torch.from_numpy(codes).float(), dset["factors"]), sizes.seed),
+            carriers=shipped_carriers(model),
             progress=lambda f, s: progress(f"edits: {s}", int(100 * f), 100),
         )
         m["timings_s"]["edits"] = round(time.time() - t4, 1)

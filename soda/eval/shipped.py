@@ -1,4 +1,5 @@
-"""The named sliders the explorer ships for a checkpoint, for the evaluation to judge (``soda.eval.edits.run_edits``).
+"""The named sliders and the mix carriers the explorer ships for a checkpoint, for the evaluation to judge
+(``soda.eval.edits.run_edits``).
 
 Lives above both ``soda.precompute`` (the cached explorer assets) and ``soda.sliders`` (the fitted directions), so that
 neither ``soda.eval.edits`` nor ``soda.sliders`` imports the other's caller.
@@ -39,3 +40,23 @@ def shipped_sliders(model, fit_latents=None, seed: int = 0) -> tuple[torch.Tenso
     Z, fac = fit_latents
     dirs, specs = sliders.slider_directions(model, Z, fac)
     return dirs, specs, f"fitted here on {Z.shape[0]} held-out latents (soda.sliders, method '{sliders.SHIPPED}')"
+
+
+def shipped_carriers(model) -> tuple[list[list[int]], str] | None:
+    """The sections the explorer's Mix panel takes from B for each factor (chosen by ``soda.precompute`` on decoded
+    mixes of its own held-out scenes, ``soda.eval.edits.measure_carriers``): (per factor of FACTORS, in order, the
+    sections; where they came from), or None when the cached assets hold none for these weights."""
+    from .. import precompute
+    from .edits import FACTORS
+
+    ckpt = getattr(model, "checkpoint_dir", None)
+    if ckpt is None:
+        return None
+    fp = precompute.weights_fingerprint(ckpt)
+    for folder in precompute.candidate_dirs(ckpt, fp):
+        assets = precompute.load_assets(folder, fp)
+        mix = (assets.meta.get("slider_effects") or {}).get("mixing") if assets is not None else None
+        if mix and all(mix["carriers"].get(f) for f in FACTORS):
+            where = f"the explorer's mix carriers ({folder}; chosen on {mix['n_pairs']} other pairs by decoded mixes)"
+            return [list(mix["carriers"][f]) for f in FACTORS], where
+    return None

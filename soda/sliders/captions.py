@@ -55,6 +55,7 @@ MEASURE_DEFAULTS = {
     "candidates": CANDIDATES,  # direction methods measured per slider before the captions (ensure_measured)
     "select_scenes": 12,  # held-out scenes for that choice (neither the captions' nor soda.eval's)
     "pc_strengths": (-2.0, 2.0),  # the section-PC sliders' strengths
+    "mix_pairs": 16,  # scene pairs whose decoded mixes choose each factor's sections (the Mix panel); 0 skips
 }
 
 
@@ -88,7 +89,7 @@ def measure_for_assets(
     from .. import api
     from ..clip.factors import load_or_train_factor_classifiers
     from ..data.views import world_eval_set
-    from ..eval.edits import change_rates, comparable, measure_sliders, spec_for_label
+    from ..eval.edits import change_rates, comparable, measure_carriers, measure_sliders, spec_for_label
     from ..paths import cache_root
 
     opt = {**MEASURE_DEFAULTS, **sizes}
@@ -98,7 +99,7 @@ def measure_for_assets(
     store = cache if cache is not None else cache_root() / "factor-classifiers"
     say(0.0, "factor classifiers")
     clf = load_or_train_factor_classifiers(model.res, store, **opt["classifier"])
-    n = max(int(opt["n_scenes"]), int(opt["pc_scenes"]))
+    n = max(int(opt["n_scenes"]), int(opt["pc_scenes"]), int(opt["mix_pairs"]))
     data = world_eval_set(n, model.res, split="test", seed=int(opt["seed"]) + 7, camera="fixed")
     z = api.encode(model, data["images"])
 
@@ -169,7 +170,19 @@ def measure_for_assets(
                 "changes": _named(rates.tolist()),
                 "caption": pc_caption(factor, change, pres),
             }
-            say(0.5 + 0.5 * (i + 1) / len(names), "measuring the section sliders")
+            say(0.5 + 0.4 * (i + 1) / len(names), "measuring the section sliders")
+    if getattr(model, "n_sections", 1) > 1 and opt["mix_pairs"] > 1:
+        # the Mix panel's "take a factor from B": the sections that carry it, measured on decoded mixes of scene
+        # pairs (these scenes, each with the next), not read from the encoder's importance
+        zm = z[: opt["mix_pairs"]]
+        out["mixing"] = measure_carriers(
+            decode,
+            clf.predict,
+            zm,
+            zm.roll(1, 0),
+            api.section_slices(model),
+            progress=lambda f, s: say(0.9 + 0.1 * f, s),
+        )
     say(1.0, "done")
     return out
 

@@ -27,7 +27,9 @@ from .scores import (
     _nan_none,
     accuracy,
     carriers_from_importance,
+    choose_carriers,
     mixing_scores,
+    section_groups,
     slider_scores,
     view_identity,
 )
@@ -120,6 +122,33 @@ def measure_mixing(
     return mixing_scores(pa, pb, pred[:K], pred[K:], carriers), {"pa": pa, "pb": pb, "pmix": pred}
 
 
+def measure_carriers(
+    decode: Decode,
+    classify: Classify,
+    z_a: torch.Tensor,
+    z_b: torch.Tensor,
+    section_slices: Sequence[slice],
+    max_size: int = 3,
+    batch: int = 64,
+    progress: Progress | None = None,
+) -> dict:
+    """Scenes A and B (N, D): A with every set of up to ``max_size`` sections from B, decoded and classified -> the
+    sections that carry each factor by what the decoder draws (``scores.choose_carriers``), with "n_pairs" and
+    "groups" (how many sets were decoded)."""
+    say = progress or (lambda f, s: None)
+    pa, pb = classify(_batched(decode, z_a, batch)), classify(_batched(decode, z_b, batch))
+    groups = section_groups(len(section_slices), max_size)
+    lat = []
+    for g in groups:
+        m = z_a.clone()
+        for k in g:
+            m[:, section_slices[k]] = z_b[:, section_slices[k]]
+        lat.append(m)
+    imgs = _batched(decode, torch.cat(lat), batch, lambda f: say(f, "decoding section sets for the mix carriers"))
+    out = choose_carriers(pa, pb, classify(imgs).reshape(len(groups), z_a.shape[0], -1), groups)
+    return out | {"n_pairs": int(z_a.shape[0]), "groups": len(groups)}
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The oracle: z is the factors, the decoder is the renderer
 # ------------------------------------------------------------------------------------------------------------
@@ -199,6 +228,7 @@ def run_edits(
     view_frames: int = 6,
     section_importance: np.ndarray | None = None,
     sliders: tuple[torch.Tensor, list[SliderSpec], str] | None = None,
+    carriers: tuple[list[list[int]], str] | None = None,
     cache=None,
     progress: Progress | None = None,
 ) -> tuple[dict, dict]:
@@ -207,8 +237,9 @@ def run_edits(
     ones the explorer ships; required); they are measured on ``n_scenes``
     other held-out scenes at ``strengths`` (std), decoded with ``steps`` (default: the model's preview steps) and
     one noise seed. Section mixing swaps one section at a time between those scenes and n_scenes others; the
-    section expected to carry each factor comes from ``section_importance`` (n_sections, F); without it there is
-    no mixing step."""
+    sections expected to carry each factor are ``carriers`` = (per factor the sections, where they came from: the
+    explorer's, chosen on other scenes by decoded mixes, ``soda.eval.shipped.shipped_carriers``), else those of
+    ``section_importance`` (n_sections, F); with neither there is no mixing step."""
     from ... import api
     from ...clip.factors import load_or_train_factor_classifiers
     from ...data.views import world_eval_set
@@ -252,13 +283,18 @@ def run_edits(
         "preservation": dict(zip(scores.labels, _nan_none(o_scores.preservation), strict=True)),
     }
 
-    if hasattr(model, "n_sections") and model.n_sections > 1 and section_importance is not None:
-        say(0.7, "section mixing")  # the carriers come from the caller's importance matrix (the runner's DCI)
-        imp, where = section_importance, "the DCI importance matrix of z summed within each section"
-        mix, _ = measure_mixing(decode, classify, z_a, z_b, api.section_slices(model), carriers_from_importance(imp))
+    if hasattr(model, "n_sections") and model.n_sections > 1 and (carriers or section_importance is not None):
+        say(0.7, "section mixing")
+        if carriers is not None:  # measured on decoded mixes of other scenes (the explorer's)
+            chosen, where = [list(c) for c in carriers[0]], carriers[1]
+        else:  # the caller's importance matrix (the runner's DCI)
+            chosen = carriers_from_importance(section_importance)
+            where = "the DCI importance matrix of z summed within each section"
+        mix, _ = measure_mixing(decode, classify, z_a, z_b, api.section_slices(model), chosen)
         m["mixing"] = mix.to_json()
         m["mixing"]["carriers_from"] = where
-        m["mixing"]["importance"] = np.asarray(imp).tolist()
+        if section_importance is not None:
+            m["mixing"]["importance"] = np.asarray(section_importance).tolist()
         figs["mixing"] = mix
 
     if model.uses_cameras and view_scenes > 0 and view_frames > 0:
