@@ -128,9 +128,14 @@ def edits_section(e: dict, files: dict[str, str]) -> list[str]:
         ]
     if "mixing" in e:
         mx = e["mixing"]
+        where = (
+            mx["carriers_from"]
+            if "importance" not in mx["carriers_from"]
+            else f"at least half the top section's share of {mx['carriers_from']}"
+        )
         lines += [
             f"**Section mixing** ({mx['n_pairs']} pairs of held-out scenes A, B). The sections that carry each factor "
-            f"(at least half the top section's share of {mx['carriers_from']}) are taken from B together. Follows "
+            f"({where}) are taken from B together. Follows "
             "donor: among pairs whose classes differ, how often the mix takes B's class; others kept: how often every "
             "factor carried only by other sections keeps A's class. The matrix below swaps one section at a time.",
             "",
