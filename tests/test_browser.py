@@ -438,6 +438,11 @@ def test_every_tab(page):
     page.screenshot(path=str(ARTIFACTS / "panel-interpolate.png"), full_page=True)
 
     page.get_by_role("tab", name="Mix sections").click()
+    take = page.locator("#mix-take input")
+    if take.is_visible():  # measured carriers: take the first factor from B (the floor's hue on the bundled model)
+        take.click()
+        page.get_by_role("option").nth(1).click()
+        page.wait_for_function("document.querySelectorAll('#mix-from-b input:checked').length > 0", timeout=30_000)
     page.get_by_role("button", name="Mix", exact=True).click()
     wait_change(page, "mixed", None, timeout=60)
     page.screenshot(path=str(ARTIFACTS / "panel-mix.png"), full_page=True)
