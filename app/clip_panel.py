@@ -17,9 +17,10 @@ import gradio as gr
 
 from soda.clip import format_vocabulary
 
-from .common import FOLLOW, PRIVATE, Ctx, guard, marker_update
+from .common import FOLLOW, PRIVATE, Ctx, guard
 from .explorer import N_SLOTS
 from .explorer_clip import ClipMissing
+from .map_panel import star_args
 
 CLIP_QUEUE = {"concurrency_id": "clip", "concurrency_limit": 1}
 STATUS_WAIT = 600.0  # seconds /clip_status follows a background load before answering "still loading"
@@ -221,10 +222,6 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
             fig["meta"] = {"clip": "unavailable", "message": str(e)}
         return json.dumps(fig, separators=(",", ":"))
 
-    @guard
-    def star(state, view):
-        return marker_update(ex.map_marker(state, view))
-
     gr.on(
         [mp.go.click, mp.prompt.submit],
         map_prompt,
@@ -232,5 +229,5 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
         ctx.map_html,
         api_name="map_prompt",
         **CLIP_QUEUE,
-    ).then(star, [st, ctx.view], ctx.map_html, show_progress="hidden", **PRIVATE, **FOLLOW)
+    ).then(**star_args(ctx))
     return status_args

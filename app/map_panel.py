@@ -117,6 +117,21 @@ def build(ctx: Ctx) -> SimpleNamespace:
     return ns
 
 
+def star_args(ctx: Ctx) -> dict:
+    """The follow-up of anything that redraws the map (a projection, a colouring, the CLIP map): the star goes back to
+    the current latent (a new figure has none)."""
+    ex = ctx.ex
+
+    @guard
+    def star(state, view):
+        return marker_update(ex.map_marker(state, view))
+
+    return {"fn": star, "inputs": [ctx.state, ctx.view], "outputs": ctx.map_html, "show_progress": "hidden"} | {
+        **PRIVATE,
+        **FOLLOW,
+    }
+
+
 def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
     ex, st, seed_in, quality_in = ctx.ex, ctx.state, ctx.seed, ctx.quality
 
@@ -129,10 +144,6 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
 
         return figure_json(ex, key, view, color_by, say)
 
-    @guard
-    def star(state, view):
-        return marker_update(ex.map_marker(state, view))
-
     gr.on(
         [ctx.view.change, ns.color.change],
         latent_map,
@@ -140,7 +151,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         ctx.map_html,
         api_name="latent_map",
         **HEAVY,
-    ).then(star, [st, ctx.view], ctx.map_html, show_progress="hidden", **PRIVATE, **FOLLOW)
+    ).then(**star_args(ctx))
 
     @guard
     def click(state, view, kind, index, x, y, seed, quality):
