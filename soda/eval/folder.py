@@ -256,7 +256,7 @@ def write_folder_report(out: Path, name: str, m: dict, files: dict[str, str], ca
         for name_, c in m["probes"].items():
             seeds = ", ".join(
                 f"seed {r['seed']}: {r['linear']:.3f}"
-                + (f" (cross-validated {r['cv_linear']:.3f})" if r["cv_linear"] else "")
+                + (f" (cross-validated {r['cv_linear']:.3f})" if r["cv_linear"] is not None else "")
                 for r in c.get("untrained seeds", [])
             )
             cv = ", ".join(
