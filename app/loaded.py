@@ -74,9 +74,8 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
                 if got.get("factor"):
                     labels[k * COMPONENTS + c] += f" · {got['factor'].replace('_', ' ')}"
                 infos[name] = got["caption"]
-    named = (
-        assets.named_sliders()
-    )  # a direction, or a z-dependent slider (soda.sliders.moves; api.move_along moves both)
+    # a direction, or a z-dependent slider (soda.sliders.moves; api.move_along moves both)
+    named = assets.named_sliders()
     for j, lab in enumerate(assets.named_labels[:NAMED_SLOTS]):
         name = f"label.{lab}"
         dirs[name] = named[j]

@@ -296,6 +296,16 @@ def _load_moves(stored: dict, tensors: dict) -> dict:
     return out
 
 
+def cached_assets(checkpoint_dir: Path, fingerprint: str | None = None):
+    """Yield the readable explorer caches of the weights in ``checkpoint_dir`` (fingerprint: computed when not
+    given), in candidate_dirs' order."""
+    fp = fingerprint or weights_fingerprint(checkpoint_dir)
+    for d in candidate_dirs(checkpoint_dir, fp):
+        got = load_assets(d, fp)
+        if got is not None:
+            yield got
+
+
 def load_or_compute(
     model,
     n_examples: int = 16,
@@ -310,18 +320,16 @@ def load_or_compute(
     ckpt = model.checkpoint_dir
     fp = weights_fingerprint(ckpt) if ckpt is not None else "unsaved"
     dirs = candidate_dirs(ckpt, fp) if ckpt is not None else []
-    if not force:
-        for d in dirs:
-            got = load_assets(d, fp)
-            if got is not None:
-                if got.ood is None:  # a cache from before the detector, or of an older detector: add one
-                    got.ood = calibrate_ood(model, got, n_calib, progress)
-                    if is_writable(d):
-                        try:
-                            got.ood.save(d / OOD_NAME, fp)
-                        except OSError:
-                            pass
-                return got
+    if not force and ckpt is not None:
+        for got in cached_assets(ckpt, fp):
+            if got.ood is None:  # a cache from before the detector, or of an older detector: add one
+                got.ood = calibrate_ood(model, got, n_calib, progress)
+                if is_writable(got.folder):
+                    try:
+                        got.ood.save(got.folder / OOD_NAME, fp)
+                    except OSError:
+                        pass
+            return got
     say = progress or (lambda f, s: None)
     assets = compute_assets(model, n_examples, n_map, n_components, progress=lambda f, s: say(0.75 * f, s))
     assets.fingerprint = fp

@@ -16,24 +16,21 @@ def shipped_sliders(model, fit_latents=None, seed: int = 0) -> tuple[torch.Tenso
     """The named sliders the explorer ships for ``model``: those of its explorer assets when they are cached for
     these weights, else fitted with soda.sliders' shipped method on ``fit_latents`` (Z, factors) (default: 2000
     encoded held-out scenes) -> (sliders, specs, where they came from). The sliders are K directions (D,) or
-    HueRotations from the cache, a (K, D) tensor when fitted here."""
+    z-dependent sliders from the cache, a (K, D) tensor when fitted here."""
     from .. import api, precompute, sliders
     from ..data.views import world_eval_set
 
     ckpt = getattr(model, "checkpoint_dir", None)
     if ckpt is not None:
-        fp = precompute.weights_fingerprint(ckpt)
-        for folder in precompute.candidate_dirs(ckpt, fp):
-            assets = precompute.load_assets(folder, fp)
-            if assets is None:
-                continue
+        for assets in precompute.cached_assets(ckpt):
             pairs = [(k, spec_for_label(lab)) for k, lab in enumerate(assets.named_labels)]
             pairs = [(k, sp) for k, sp in pairs if sp is not None]
             if len(pairs) == len(default_specs()):
                 method = assets.meta.get("slider_effects", {}).get("method", "as stored")
-                named = assets.named_sliders()  # directions or HueRotations
+                named = assets.named_sliders()  # directions or z-dependent sliders (soda.sliders.moves)
                 dirs = [named[k] for k, _ in pairs]
-                return dirs, [sp for _, sp in pairs], f"the explorer's cached sliders ({folder}; method {method})"
+                where = f"the explorer's cached sliders ({assets.folder}; method {method})"
+                return dirs, [sp for _, sp in pairs], where
     if fit_latents is None:
         fit = world_eval_set(2000, model.res, split="test", seed=seed + 11, camera="fixed")
         fit_latents = (api.encode(model, fit["images"]), fit["factors"])
@@ -50,13 +47,10 @@ def shipped_carriers(model) -> tuple[list[list[int]], str] | None:
     from .edits import FACTORS
 
     ckpt = getattr(model, "checkpoint_dir", None)
-    if ckpt is None:
-        return None
-    fp = precompute.weights_fingerprint(ckpt)
-    for folder in precompute.candidate_dirs(ckpt, fp):
-        assets = precompute.load_assets(folder, fp)
-        mix = (assets.meta.get("slider_effects") or {}).get("mixing") if assets is not None else None
+    for assets in precompute.cached_assets(ckpt) if ckpt is not None else ():
+        mix = (assets.meta.get("slider_effects") or {}).get("mixing")
         if mix and all(mix["carriers"].get(f) for f in FACTORS):
-            where = f"the explorer's mix carriers ({folder}; chosen on {mix['n_pairs']} other pairs by decoded mixes)"
+            where = f"the explorer's mix carriers ({assets.folder}; chosen on {mix['n_pairs']} other pairs by decoded"
+            where += " mixes)"
             return [list(mix["carriers"][f]) for f in FACTORS], where
     return None
