@@ -22,6 +22,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 N_MAP, N_EXAMPLES = 64, 8
+# The Mix panel's carriers in the app tests' checkpoint: written over the measured ones (a random tiny model carries a
+# factor on 3 pairs or not depending on the processor's rounding), so the browser test has a known answer.
+KNOWN_CARRIERS = {"floor_hue": [0, 2], "object_hue": [4]}
 
 # Gradio keeps uploads and outputs under GRADIO_TEMP_DIR (default /tmp/gradio, shared by every Gradio process on the
 # machine). A private folder lets these tests see exactly what the app leaves behind. Set before any server starts.
@@ -51,9 +54,10 @@ def make_tiny_checkpoint(folder: Path, seed: int = 0, preset: str = "tiny") -> P
     return folder
 
 
-def measure_sliders(ckpt: Path) -> None:
+def measure_sliders(ckpt: Path, known_carriers: dict[str, list[int]] | None = None) -> None:
     """Precompute the checkpoint's explorer assets and measure its sliders on decoded images at toy sizes, with
-    briefly trained factor classifiers (the captions under the sliders; `python -m soda.precompute` does this)."""
+    briefly trained factor classifiers (the captions under the sliders; `python -m soda.precompute` does this).
+    ``known_carriers`` replaces the measured Mix carriers (factor -> sections) with a known answer."""
     from soda import api, precompute, sliders
 
     model = api.load_model(str(ckpt))
@@ -69,6 +73,9 @@ def measure_sliders(ckpt: Path) -> None:
         classifier=quick,
         save=precompute.persist_measurement,
     )
+    if known_carriers is not None:
+        assets.meta["slider_effects"]["mixing"]["carriers"] = {f: list(c) for f, c in known_carriers.items()}
+        precompute.persist_measurement(assets, directions_changed=False)
 
 
 @functools.lru_cache(maxsize=1)
@@ -88,7 +95,7 @@ def app_server():
     (foreign / "config.json").write_text(json.dumps({"architectures": ["BertModel"]}))
     (foreign / "model.safetensors").write_bytes(b"not safetensors")
     second = make_tiny_checkpoint(work / "tiny2", seed=1)
-    measure_sliders(ckpt)
+    measure_sliders(ckpt, KNOWN_CARRIERS)
     ex = Explorer(str(ckpt), allowed=[str(second), str(foreign)], n_map=N_MAP, n_examples=N_EXAMPLES)
     ex.get()
     demo = build_demo(ex)

@@ -260,10 +260,11 @@ def test_take_a_factor_from_b_ticks_the_sections_measured_to_carry_it(page, app)
     """The Mix panel names, per section, the factors whose measured carriers include it (soda.precompute decodes
     mixes of held-out pairs), and 'Take a factor from B' ticks exactly those sections."""
     from app.views_panel import mix_carriers
+    from helpers import KNOWN_CARRIERS
 
-    carried = mix_carriers(app[1].get())
-    assert carried  # measured by helpers.measure_sliders on 3 pairs
-    factor, sections = next(iter(carried.items()))
+    # the fixture writes known carriers over the measured ones (a random tiny model's are a coin toss per processor)
+    assert mix_carriers(app[1].get()) == KNOWN_CARRIERS
+    factor, sections = "floor_hue", KNOWN_CARRIERS["floor_hue"]
     name = factor.replace("_", " ")
     page.get_by_role("tab", name="Mix sections").click()
     labels = page.locator("#mix-from-b label").all_inner_texts()
