@@ -1,5 +1,5 @@
 """soda.api in a few lines: encode held-out scenes, move one latent section, decode, change the camera, mix sections.
-Run from anywhere once the project is installed (pip install -e .):  python examples/quickstart.py [CHECKPOINT] [OUT]"""
+From any folder once the project is installed (pip install -e .):  python examples/quickstart.py [CHECKPOINT] [OUT]"""
 
 import sys
 
@@ -10,7 +10,7 @@ from PIL import Image
 from soda import api
 from soda.data import world
 
-ckpt = sys.argv[1] if len(sys.argv) > 1 else "assets/checkpoints/world32"  # a checkpoint folder or a hub id
+ckpt = sys.argv[1] if len(sys.argv) > 1 else None  # a folder, a name ("world32") or a hub id; None: the bundled one
 model = api.load_model(ckpt)  # EMA weights, eval mode
 
 factors = world.sample_factors(64, torch.Generator().manual_seed(0), split="test")  # 64 held-out scenes

@@ -6,7 +6,7 @@ on the same machine, with the same thread count and batch composition (docs/RELI
 otherwise).
 
     from soda import api
-    model = api.load_model("assets/checkpoints/world32")
+    model = api.load_model()                              # the bundled checkpoint ("world32"), from any folder
     z = api.encode(model, images)                         # uses the default camera for camera checkpoints
     z2 = api.move_along(z, api.section_directions(model, Z)[3][0], 2.0)
     out = api.decode(model, z2, steps=50)
@@ -15,6 +15,7 @@ otherwise).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -24,9 +25,18 @@ from .diffusion import SAMPLERS
 from .model import SODA
 
 
-def load_model(path_or_id: str, device: str = "cpu", max_download_mb: float | None = None) -> SODA:
-    """Checkpoint folder or hub id -> SODA in eval mode (the saved weights are the EMA weights). With
-    ``max_download_mb``, a hub checkpoint whose files total more is refused (ConfigError) before anything is fetched."""
+def load_model(
+    path_or_id: str | os.PathLike | None = None, device: str = "cpu", max_download_mb: float | None = None
+) -> SODA:
+    """Checkpoint folder, name or hub id -> SODA in eval mode (the saved weights are the EMA weights). No argument:
+    the bundled checkpoint (``"world32"``), found from any working folder; a name is a folder of the repository's
+    assets/checkpoints (``soda.paths.checkpoints_root``). With ``max_download_mb``, a hub checkpoint whose files
+    total more is refused (ConfigError) before anything is fetched."""
+    if path_or_id is None:
+        from .model.io import named_checkpoint
+        from .paths import BUNDLED_CHECKPOINT
+
+        path_or_id = named_checkpoint(BUNDLED_CHECKPOINT)  # not a same-named folder of the working directory
     if max_download_mb is not None:
         from .model import resolve_checkpoint
 

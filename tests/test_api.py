@@ -1,5 +1,7 @@
 """soda.api: deterministic decoding, edits, interpolation and section mixing on a tiny model."""
 
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import tiny_model_with_visible_z
@@ -141,3 +143,55 @@ def test_per_row_noise(model):
 def test_uint8_round_trip():
     x = torch.randint(0, 256, (2, 4, 4, 3), dtype=torch.uint8).numpy()
     assert (api.to_uint8(api.from_uint8(x)) == x).all()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Finding a checkpoint by name, from any working folder
+# ------------------------------------------------------------------------------------------------------------
+
+BUNDLED = Path(__file__).resolve().parents[1] / "assets" / "checkpoints" / "world32"
+
+
+def test_load_model_with_no_argument_is_the_bundled_checkpoint_from_any_folder(tmp_path, monkeypatch):
+    if not (BUNDLED / "model.safetensors").is_file():
+        pytest.skip("the bundled checkpoint is not in this checkout")
+    monkeypatch.delenv("SODA_CHECKPOINTS_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)  # no assets/ here
+    (tmp_path / "world32").mkdir()  # a same-named folder of the working directory is not what "no argument" means
+    assert api.load_model().checkpoint_dir == BUNDLED
+    assert api.load_model(max_download_mb=1).checkpoint_dir == BUNDLED
+
+
+def test_a_name_is_a_folder_of_the_checkpoints_root_and_a_local_folder_comes_first(tmp_path, monkeypatch):
+    from helpers import make_tiny_checkpoint
+
+    from soda.config import ConfigError
+
+    make_tiny_checkpoint(tmp_path / "root" / "mine")
+    monkeypatch.setenv("SODA_CHECKPOINTS_DIR", str(tmp_path / "root"))
+    monkeypatch.chdir(tmp_path)
+    assert api.load_model("mine").checkpoint_dir == tmp_path / "root" / "mine"
+    make_tiny_checkpoint(tmp_path / "mine", seed=1)  # a folder of the working directory is a path, as before
+    assert api.load_model("mine").checkpoint_dir == Path("mine")
+    with pytest.raises(ConfigError, match=r"'other' not found.*no folder 'other' in .*root \(it has: mine\)"):
+        api.load_model("other")
+    with pytest.raises(ConfigError, match="no folder 'world32'.*SODA_CHECKPOINTS_DIR"):
+        api.load_model()  # the root points elsewhere: the bundled name is looked up there
+
+
+def test_a_non_editable_install_says_where_to_put_the_checkpoint(tmp_path, monkeypatch):
+    """A wheel holds soda/ and app/ but not assets/: a name cannot be found, and the error says what to do."""
+    import soda.model.io as io
+    import soda.paths as paths
+    from soda.config import ConfigError
+
+    monkeypatch.delenv("SODA_CHECKPOINTS_DIR", raising=False)
+    monkeypatch.setattr(paths, "_REPO", tmp_path / "site-packages")
+    assert paths.checkpoints_root() is None
+    monkeypatch.chdir(tmp_path)
+    for call in (api.load_model, lambda: io.resolve_checkpoint("world32")):
+        with pytest.raises(ConfigError) as err:
+            call()
+        msg = str(err.value)
+        assert "'world32' not found" in msg and "no assets/checkpoints beside the soda package" in msg
+        assert "pip install -e ." in msg and "SODA_CHECKPOINTS_DIR" in msg and "assets/checkpoints" in msg

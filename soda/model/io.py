@@ -13,11 +13,13 @@ import torch
 
 from ..atomic import recover_dir, replace_dir
 from ..config import FORMAT_VERSION, ConfigError, SODAConfig, load_config_json
+from ..paths import CHECKPOINTS_ENV, checkpoints_root
 from ..registry import build_model
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
+CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # "world32": a folder of soda.paths.checkpoints_root
 
 
 def is_hub_id(s: str) -> bool:
@@ -202,6 +204,8 @@ def resolve_checkpoint(path_or_id: str | os.PathLike, max_hub_bytes: int | None 
     if exists:
         raise ConfigError(f"{p}: expected a checkpoint folder (with {CONFIG_NAME} and {WEIGHTS_NAME}), got a file")
     s = str(path_or_id)
+    if CHECKPOINT_NAME.fullmatch(s) and ".." not in s:
+        return named_checkpoint(s)
     if not is_hub_id(s):
         shown = s if len(s) <= 200 else s[:200] + "..."
         raise ConfigError(f"checkpoint '{shown}' not found: not a local folder and not a valid hub id (owner/name)")
@@ -217,6 +221,28 @@ def resolve_checkpoint(path_or_id: str | os.PathLike, max_hub_bytes: int | None 
             f"checkpoint '{s}' is not a local folder and could not be fetched from the hub "
             f"({type(e).__name__}: {first})"
         ) from None
+
+
+def named_checkpoint(name: str) -> Path:
+    """A checkpoint by name (``"world32"``, the bundled one): the folder ``name`` of ``soda.paths.checkpoints_root()``
+    (the repository's assets/checkpoints, or ``$SODA_CHECKPOINTS_DIR``), from any working folder. A local folder
+    of that name is preferred by ``resolve_checkpoint``, which calls this only when there is none."""
+    root = checkpoints_root()
+    if root is not None and (root / name).is_dir():
+        return resolve_checkpoint(root / name)
+    if root is None:
+        where = (
+            "this install has no assets/checkpoints beside the soda package (a non-editable install copies the "
+            "packages only)"
+        )
+    else:
+        have = sorted(p.name for p in root.iterdir() if (p / CONFIG_NAME).is_file()) if root.is_dir() else []
+        where = f"no folder '{name}' in {root}" + (f" (it has: {', '.join(have)})" if have else "")
+    raise ConfigError(
+        f"checkpoint '{name}' not found: not a local folder, not a valid hub id (owner/name), and {where}. Install the "
+        f"repository with `pip install -e .`, set {CHECKPOINTS_ENV} to the folder that holds '{name}' (e.g. "
+        f"<repo>/assets/checkpoints), or pass the checkpoint folder's path"
+    )
 
 
 def load_pretrained(path_or_id: str | os.PathLike, map_location: str = "cpu") -> torch.nn.Module:
