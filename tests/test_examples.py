@@ -45,3 +45,39 @@ def test_the_readmes_quickstart_runs_with_no_arguments_from_any_folder(tmp_path)
     assert re.search(r"z \(64, \d+\), edited \(1, 3, \d+, \d+\), mixed latent \(\d+,\) -> quickstart.png", r.stdout)
     img = np.asarray(Image.open(tmp_path / "quickstart.png"))  # written into the working folder
     assert img.shape == (128, 5 * 128, 3) and img.std() > 5  # five panels, not blank
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Install: the pinned default, the CPU-only way and the Space's lean install say the same versions
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _pins(text: str) -> dict[str, str]:
+    return dict(re.findall(r"^(torch|torchvision)==(\S+)", text, re.MULTILINE))
+
+
+def test_the_cpu_only_install_uses_the_pinned_versions():
+    pins = _pins((ROOT / "requirements.txt").read_text())
+    assert set(pins) == {"torch", "torchvision"}
+    cpu_index = "--index-url https://download.pytorch.org/whl/cpu"
+    command = f".venv/bin/pip install torch=={pins['torch']} torchvision=={pins['torchvision']} {cpu_index}"
+    readme = (ROOT / "README.md").read_text()
+    assert command in readme and "CUDA build" in readme  # the README says what the default pulls, and the way out
+    space = (ROOT / "pre-requirements.txt").read_text()  # installed by a Space before requirements.txt
+    assert "--extra-index-url https://download.pytorch.org/whl/cpu" in space
+    assert _pins(space) == {k: f"{v}+cpu" for k, v in pins.items()}
+
+
+def test_the_package_metadata_has_no_deprecated_fields():
+    """setuptools warned at every install about `license = { text = ... }`: the SPDX string needs setuptools>=77."""
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    assert re.search(r'^requires = \["setuptools>=77"\]', (ROOT / "pyproject.toml").read_text(), re.MULTILINE)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dist = apply_configuration(Distribution(), ROOT / "pyproject.toml")
+    assert dist.metadata.license_expression == "Apache-2.0"
+    assert not [str(w.message) for w in caught if "deprecat" in str(w.message).lower()]
