@@ -52,6 +52,12 @@ def traversal_choices(m, names: dict | None) -> list[tuple[str, str]]:
     return [(lab, s) for lab, s in zip(session_labels(m, names), m.slots, strict=True) if s]
 
 
+def clip_buttons(kind: str) -> tuple:
+    """Updates of "Name sliders" and "Make slider": usable only once CLIP weights are loaded (the status box says what
+    to provide meanwhile; the API endpoints still answer with the instructions)."""
+    return gr.Button(interactive=kind == "ready"), gr.Button(interactive=kind == "ready")
+
+
 def build(ctx: Ctx) -> SimpleNamespace:
     ns = SimpleNamespace()
     gr.Markdown(INTRO)
@@ -74,7 +80,7 @@ def build(ctx: Ctx) -> SimpleNamespace:
             elem_id="clip-vocab",
         )
         with gr.Row():
-            ns.name_go = gr.Button("Name sliders", variant="primary", elem_id="clip-name")
+            ns.name_go = gr.Button("Name sliders", variant="primary", interactive=False, elem_id="clip-name")
             ns.vocab_reset = gr.Button("Default vocabulary", size="sm")
         ns.table = gr.Dataframe(
             headers=TABLE_HEADERS,
@@ -91,7 +97,9 @@ def build(ctx: Ctx) -> SimpleNamespace:
             ns.negative = gr.Textbox(
                 label="Against (optional)", placeholder="a blue object", scale=2, elem_id="clip-negative"
             )
-            ns.prompt_go = gr.Button("Make slider", variant="primary", scale=0, min_width=120, elem_id="clip-make")
+            ns.prompt_go = gr.Button(
+                "Make slider", variant="primary", interactive=False, scale=0, min_width=120, elem_id="clip-make"
+            )
         ns.slider_name = gr.Textbox(
             label="Slider name (for /edit and recipes)", interactive=False, elem_id="clip-slider-name"
         )
@@ -119,21 +127,36 @@ def wire(ctx: Ctx, ns: SimpleNamespace, mp: SimpleNamespace, tab: gr.Tab, trav_s
     page runs on load and after a checkpoint is opened."""
     ex, st = ctx.ex, ctx.state
 
-    def follow_status(state):
-        """Yield the status text, following a background load until it ends (or STATUS_WAIT passes)."""
+    def follow(state):
+        """Yield (kind, status text), following a background load until it ends (or STATUS_WAIT passes)."""
         key = _key(ex, state)
         kind, text = ex.clip_status(key)
-        yield text
+        yield kind, text
         end = time.monotonic() + STATUS_WAIT
         while kind == "loading" and time.monotonic() < end:
             time.sleep(0.5)
             kind, new = ex.clip_status(key)
-            if new != text:
+            if new != text or kind != "loading":
                 text = new
-                yield text
+                yield kind, text
 
-    status = guard(follow_status)
-    status_args = {"fn": status, "inputs": [st], "outputs": ns.status, "show_progress": "hidden", **PRIVATE}
+    @guard
+    def status(state):
+        for _, text in follow(state):
+            yield text
+
+    @guard
+    def status_and_buttons(state):
+        for kind, text in follow(state):
+            yield text, *clip_buttons(kind)
+
+    status_args = {
+        "fn": status_and_buttons,
+        "inputs": [st],
+        "outputs": [ns.status, ns.name_go, ns.prompt_go],
+        "show_progress": "hidden",
+        **PRIVATE,
+    }
     ns.api_status.click(status, [st], ns.status, api_name="clip_status", concurrency_limit=None)
     ns.check.click(**status_args, concurrency_limit=None)
     tab.select(**status_args, concurrency_limit=None)

@@ -108,13 +108,30 @@ def build(ctx: Ctx) -> SimpleNamespace:
         min_height=480,
         label="Latent map (plotly figure JSON)",
     )
-    ns.status = gr.Markdown("", elem_id="map-status")
+    with gr.Row(equal_height=True):
+        # what a click did, on this tab too (the editor's copy is on *Explore / edit*)
+        ns.preview = gr.Image(
+            label="Current image",
+            interactive=False,
+            height=140,
+            width=140,
+            scale=0,
+            min_width=140,
+            elem_id="map-preview",
+            elem_classes="pix",
+        )
+        ns.status = gr.Markdown("Click a point or empty space.", elem_id="map-status")
     ns.api_kind = gr.Textbox("point", visible=False)
     ns.api_index = gr.Number(0, visible=False, precision=0)
     ns.api_x = gr.Number(0.0, visible=False)
     ns.api_y = gr.Number(0.0, visible=False)
     ns.api_click = gr.Button(visible=False)
     return ns
+
+
+def click_feedback(state: dict) -> str:
+    """The map tab's line after a click: what is now loaded, and where to edit it."""
+    return f"{status_text(state)} · loaded into *Explore / edit*, where the sliders edit it"
 
 
 def star_args(ctx: Ctx) -> dict:
@@ -164,7 +181,8 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
     @guard
     def click_event(state, view, seed, quality, evt: gr.EventData):
         d = getattr(evt, "_data", None) or {}
-        return click(state, view, d.get("kind"), d.get("index"), d.get("x"), d.get("y"), seed, quality)
+        out = click(state, view, d.get("kind"), d.get("index"), d.get("x"), d.get("y"), seed, quality)
+        return *out, out[3], click_feedback(out[0])
 
     outs = [st, *ctx.editor_outputs]
     after = ctx.after_load[0]
@@ -174,7 +192,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
     ctx.map_html.map_click(
         click_event,
         [st, ctx.view, seed_in, quality_in],
-        outs,
+        [*outs, ns.preview, ns.status],  # the page's click answers on this tab too; /map_click keeps its outputs
         trigger_mode="multiple",
         concurrency_id="map_click",
         concurrency_limit=1,
