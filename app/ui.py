@@ -21,6 +21,12 @@ CSS = """
 .psnr { padding: 1px 8px; border-radius: 9px; font-weight: 600; color: white; }
 .psnr-good { background: #1a7f37; } .psnr-fair { background: #9a6700; } .psnr-poor { background: #cf222e; }
 .ood-flag { color: #cf222e; }
+/* system fonts only (no web font, not the theme's own): the page looks the same offline */
+:root, .gradio-container { --font: system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, "Noto Sans",
+  "Liberation Sans", sans-serif; --font-mono: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono",
+  "DejaVu Sans Mono", monospace; }
+/* slider captions (what each slider measurably does): body text colour and size, not small light grey */
+[id^="slider-"] .info-text { color: var(--body-text-color); font-size: var(--text-md); }
 #map { min-height: 480px; }
 /* before / after: the whole of both images, letterboxed (gradio's slider otherwise shows a zoomed crop) */
 #before-after .slider-wrap .wrap, #before-after .slider-wrap .content { height: 100% !important; }

@@ -47,3 +47,15 @@ def test_the_clip_buttons_are_disabled_without_clip_weights(server):
     *_, (text, name, make) = list(f.fn(ex.new_state()))
     assert "CLIP weights are not available" in text
     assert name.interactive is False and make.interactive is False
+
+
+def test_the_page_uses_system_fonts_and_readable_slider_captions():
+    import re
+
+    from app.ui import launch_options
+
+    css = launch_options()["css"]
+    fonts = re.search(r"--font:([^;]*);", css).group(1)
+    assert "system-ui" in fonts and "sans-serif" in fonts and "url(" not in css and "@import" not in css
+    assert re.search(r"--font-mono:[^;]*monospace;", css)
+    assert re.search(r'\[id\^="slider-"\] \.info-text \{ color: var\(--body-text-color\)', css)
