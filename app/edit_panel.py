@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from .common import FOLLOW, HEAVY, PRIVATE, STATUS_TEMPLATE, Ctx, guard, marker_update, status_text, warn
+from .common import FOLLOW, HEAVY, LONG, PRIVATE, STATUS_TEMPLATE, Ctx, guard, marker_update, status_text, warn
 from .explorer import COMPONENTS, N_SLOTS, SECTION_SLOTS, SLIDER_SPAN, Loaded
 
 CURRENT = "current edit"  # the editor's image among the image choices of Interpolate and Mix
@@ -310,7 +310,7 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
         [st, ns.refine_steps, ns.refine_lr, seed_in, quality_in],
         [st, ns.recon, ns.info],
         api_name="refine",
-        **HEAVY,
+        **LONG,
     )
     ev.then(**render_args, show_progress="hidden", **FOLLOW)
     ev.then(cancel_off, None, ns.refine_cancel, **toggle, **FOLLOW)

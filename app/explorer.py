@@ -163,3 +163,4 @@ class Explorer:
     check_prompt_direction = _Via("prompts", "check")
     add_prompt_direction = _Via("prompts", "add")
     prompt_directions = _Via("prompts", "used_by")
+    session_directions = _Via("prompts")

@@ -5,15 +5,18 @@ Everything that belongs to one user lives in a plain ``state`` dict that the UI 
     {"ckpt": key, "z_orig": [...], "z0": [...], "edits": {name: amount}, "history": [(z0, edits), ...],
      "source": "example 3: ...", "input": (H,W,3) uint8 or None}
 
-(after a load also "recon" (H,W,3) uint8, "psnr" dB or None and, for uploads, "ood"). The edited latent is
-``z0 + sum(amount * direction[name])``. ``Editor`` needs the checkpoints (``get``), the renderer (edits, latents,
-cached decode) and the shared call counter.
+(after a load also "recon" (H,W,3) uint8, "psnr" dB or None and, for uploads, "ood"; after a recipe with prompt
+directions that the checkpoint lacks, "directions": {name: vector}: this session's own, never added to the shared
+checkpoint). The edited latent is ``z0 + sum(amount * direction[name])``. ``Editor`` needs the checkpoints (``get``),
+the renderer (edits, latents, cached decode) and the shared call counter.
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
+import os
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +30,18 @@ from . import media
 from .explorer_checkpoints import CheckpointStore
 from .explorer_render import Renderer
 from .loaded import HISTORY, ExplorerError, Loaded, check_seed, clip, psnr
+from .text import excerpt, parse_json
 from .uploads import UploadError, read_image
+
+REFINE_STEPS = 200  # the page's refine slider stops here
+REFINE_SECONDS = float(os.environ.get("SODA_REFINE_SECONDS", "30"))  # a refine stops (keeping its result) after this
+
+
+def known_names(m: Loaded, limit: int = 40) -> str:
+    """The edit names of ``m`` for a message: at most ``limit``, each escaped and cut short."""
+    names = list(m.directions)
+    text = ", ".join(excerpt(n) for n in names[:limit])
+    return text + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 class Editor:
@@ -50,11 +64,21 @@ class Editor:
             "input": None,
         }
 
+    @staticmethod
+    def session(m: Loaded, state: dict | None) -> Loaded:
+        """Checkpoint ``m`` as this session sees it: its shared directions plus the session's own (a recipe's prompt
+        directions, ``state["directions"]``). The shared ``m`` is never changed."""
+        extra = (state or {}).get("directions")
+        if not extra:
+            return m
+        own = {k: torch.tensor(v, dtype=torch.float32) for k, v in extra.items() if k not in m.directions}
+        return dataclasses.replace(m, directions={**m.directions, **own})
+
     def require(self, state: dict) -> Loaded:
-        """The state's checkpoint; ExplorerError before anything is loaded."""
+        """The state's checkpoint (with the session's own directions); ExplorerError before anything is loaded."""
         if not state or state.get("z0") is None:
             raise ExplorerError("pick an example or upload an image first")
-        return self.checkpoints.get(state["ckpt"])
+        return self.session(self.checkpoints.get(state["ckpt"]), state)
 
     def current(self, state: dict) -> tuple[Loaded, torch.Tensor]:
         """The editor's checkpoint and its edited latent (1, z_dim) with the committed edits."""
@@ -130,19 +154,26 @@ class Editor:
         """Set the edits from a dict or JSON text {edit name: amount} and render (the API's slider-free edit)."""
         m = self.require(state)
         if isinstance(edits, str):
-            try:
-                edits = json.loads(edits or "{}")
-            except ValueError as e:
-                raise ExplorerError(f"edits must be a JSON object of slider name -> amount ({e})") from None
+            edits = parse_json(edits or "{}", "edits (a JSON object of slider name -> amount)", ExplorerError)
         if not isinstance(edits, dict):
             raise ExplorerError("edits must be a JSON object of slider name -> amount")
         unknown = [k for k in edits if k not in m.directions]
         if unknown:
-            raise ExplorerError(f"unknown sliders {unknown[:5]}; this checkpoint has: {', '.join(m.directions)}")
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise ExplorerError(
+                f"unknown slider {', '.join(excerpt(k) for k in unknown[:3])}{more}; this checkpoint has: "
+                + known_names(m)
+            )
         for k, v in edits.items():
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or abs(v) > 100:
-                raise ExplorerError(f"edit '{k}' must be a finite number within +-100")
-        return self.render(state, self.renderer.slider_values(m, edits), seed, quality)
+                raise ExplorerError(f"edit {excerpt(k)} must be a finite number within +-100")
+        edits = {k: float(v) for k, v in edits.items() if v != 0}  # by name: a session direction has no slider
+        self.calls["render"] += 1
+        state = dict(state)
+        if edits != state["edits"]:
+            state["history"] = ([*state["history"], (state["z0"], state["edits"])])[-HISTORY:]
+            state["edits"] = edits
+        return state, self.renderer.images(m, self.renderer.latent(m, state["z0"], edits), quality, seed)[0]
 
     def reset(self, state: dict, seed, quality: str) -> tuple[dict, list[float], np.ndarray]:
         m = self.require(state)
@@ -172,7 +203,7 @@ class Editor:
         elif slot_label in m.slot_labels and m.slots[m.slot_labels.index(slot_label)]:
             name = m.slots[m.slot_labels.index(slot_label)]
         else:
-            raise ExplorerError(f"pick a slider to traverse (one of: {', '.join(m.directions)})")
+            raise ExplorerError(f"pick a slider to traverse (one of: {known_names(m)})")
         n = int(clip(n, 2, 16, "frames"))
         span = float(clip(span, 0.1, 10.0, "range"))
         edits = dict(state["edits"])
@@ -181,19 +212,25 @@ class Editor:
         zs = api.traverse(z, m.directions[name], np.linspace(-span, span, n).tolist())
         return media.strip(list(self.renderer.images(m, zs, quality, seed)))
 
-    def refine(self, state: dict, steps, lr, seed, quality: str, every: int = 5) -> Iterator[tuple]:
+    def refine(
+        self, state: dict, steps, lr, seed, quality: str, every: int = 5, seconds: float | None = None
+    ) -> Iterator[tuple]:
         """Optimise the base latent to reconstruct the input better. Yields (step, total, new state, recon) after
-        every optimiser step; state and recon are None except every ``every`` steps and at the end."""
+        every optimiser step; state and recon are None except every ``every`` steps and at the end. After
+        ``seconds`` (default REFINE_SECONDS) it stops early: the last state is the one reached, with a "note"."""
         m = self.require(state)
         if state.get("input") is None:
             raise ExplorerError("refine needs an input image (pick an example or upload one)")
-        steps = int(clip(steps, 1, 500, "refine steps"))
+        steps = int(clip(steps, 1, REFINE_STEPS, "refine steps"))
         lr = float(clip(lr, 1e-4, 1.0, "learning rate"))
+        budget = REFINE_SECONDS if seconds is None else float(seconds)
+        deadline = time.monotonic() + budget
         x = api.from_uint8(np.asarray(state["input"], dtype=np.uint8)[None])
         z = torch.tensor(state["z0"], dtype=torch.float32).reshape(1, -1)
         self.calls["refine"] += 1
         for i, z_i, _ in api.refine_latent(m.model, x, z, steps=steps, lr=lr, seed=check_seed(seed), camera=m.camera):
-            if i % every and i != steps:
+            late = i != steps and time.monotonic() >= deadline
+            if i % every and i != steps and not late:
                 yield i, steps, None, None
                 continue
             recon = self.renderer.images(m, z_i, quality, seed)[0]
@@ -204,6 +241,11 @@ class Editor:
                 "history": [*state["history"], (state["z0"], state["edits"])][-HISTORY:],
                 "psnr": psnr(state["input"], recon),
             }
+            new.pop("note", None)
+            if late:
+                new["note"] = f"refine stopped after {i} of {steps} steps (the server's time budget of {budget:g} s)"
+                yield i, steps, new, recon
+                return
             yield i, steps, new, recon
 
     def edited(self, state: dict, seed, quality: str) -> np.ndarray:

@@ -97,7 +97,7 @@ class LatentMap:
         (None before anything is loaded)."""
         if not state or state.get("z0") is None:
             return None
-        m = self.checkpoints.get(state["ckpt"])
+        m = self.editor.session(self.checkpoints.get(state["ckpt"]), state)  # with the session's own directions
         edits = self.renderer.edits_from(m, values) if values is not None else state["edits"]
         z = self.renderer.latent(m, state["z0"], edits)
         if view == "t-SNE":

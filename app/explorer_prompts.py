@@ -3,7 +3,12 @@
 A prompt slider is a direction like the others, ``m.directions["clip.<prompt>#<digest>"]``, where the digest is of the
 float32 vector itself: a name always means one exact direction. It takes a free slot of the named sliders (the
 oldest prompt slider gives its slot up when none is free; its direction stays usable by name) and is written to
-``clip/prompt_sliders.safetensors``, so that recipes that use it replay, without CLIP, after a restart.
+``clip/prompt_sliders.safetensors`` in the user cache (never into a checkpoint folder), so that recipes that use it
+replay, without CLIP, after a restart. At most ``REGISTRY_MAX`` prompt directions are kept per checkpoint, in memory
+and on disk (the oldest one not on a slider goes first).
+
+Directions that a recipe carries are not registered here: they belong to the session that loaded the recipe
+(``session_directions``: checked, bounded in number, name length and characters) and live in its state only.
 
 ``PromptSliders`` needs no other explorer service and no CLIP: it works on the ``Loaded`` it is given (recipes replay
 prompt directions where CLIP was never loaded). ``clip_cache_dir`` is the one folder the CLIP results and this file
@@ -15,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 from pathlib import Path
 
@@ -23,13 +29,18 @@ import torch
 from soda import atomic, precompute
 
 from .loaded import COMPONENTS, N_SLOTS, SECTION_SLOTS, ExplorerError, Loaded
+from .text import excerpt
 
 log = logging.getLogger("soda.app")
 
 PROMPT_PREFIX = "clip."
 MAX_PROMPT = 200  # characters
 REGISTRY = "prompt_sliders.safetensors"
-REGISTRY_MAX = 64  # prompt directions kept on disk per checkpoint (the newest)
+REGISTRY_MAX = 64  # prompt directions kept per checkpoint, in memory and on disk (the newest)
+MAX_NAME = len(PROMPT_PREFIX) + 2 * MAX_PROMPT + len(" vs ") + 9  # 'clip.' prompt [' vs ' negative] '#' 8 hex digits
+MAX_SESSION_DIRECTIONS = 16  # prompt directions one recipe (one session) may bring
+PROMPT_PUNCTUATION = " .,;:!?'()-/&+_"
+_DIGEST = re.compile(r"[0-9a-f]{8}")
 
 
 def direction_digest(vector: torch.Tensor) -> str:
@@ -60,19 +71,36 @@ def clean_prompt(text, what: str = "prompt", required: bool = True) -> str | Non
         raise ExplorerError(f"the {what} is too long (over {MAX_PROMPT} characters)")
     if "#" in text:
         raise ExplorerError(f"the {what} may not contain '#'")
+    if not all(c.isalnum() or c in PROMPT_PUNCTUATION for c in text):
+        raise ExplorerError(f"the {what} may hold letters, digits, spaces and {PROMPT_PUNCTUATION.strip()} only")
     return text
 
 
+def check_direction_name(name) -> str:
+    """A prompt direction's name from outside (a recipe, the registry file) -> the name, or ExplorerError: at most
+    MAX_NAME characters, 'clip.<prompt>#<8 hex digits>' where the prompt is what ``clean_prompt`` accepts (and
+    optionally ' vs <negative prompt>')."""
+    if not isinstance(name, str) or len(name) > MAX_NAME or not name.startswith(PROMPT_PREFIX) or "#" not in name:
+        raise ExplorerError(f"{excerpt(name)} is not a prompt direction name (clip.<prompt>#<digest>)")
+    text, digest = name[len(PROMPT_PREFIX) :].rsplit("#", 1)
+    try:
+        ok = clean_prompt(text) == text and _DIGEST.fullmatch(digest) is not None
+    except ExplorerError:
+        ok = False
+    if not ok:
+        raise ExplorerError(
+            f"{excerpt(name)} is not a prompt direction name (clip.<prompt>#<8 hex digits>; the prompt holds letters, "
+            f"digits, spaces and {PROMPT_PUNCTUATION.strip()} only)"
+        )
+    return name
+
+
 def clip_cache_dir(m: Loaded) -> Path | None:
-    """``<explorer assets>/clip`` (or the user cache's copy when that is read-only); None when nothing is writable
-    (results are then only kept in memory)."""
-    bases = [m.assets.folder] if m.assets.folder is not None else []
-    bases.append(precompute.cache_root() / (m.assets.fingerprint or "unsaved"))
-    for base in bases:
-        folder = Path(base) / "clip"
-        if atomic.is_writable(folder):
-            return folder
-    return None
+    """``<user cache>/<weights fingerprint>/clip``: never the checkpoint's own folder (what visitors type is not
+    written into a checkpoint, bundled or not); None when the cache is not writable (results are then only kept in
+    memory)."""
+    folder = precompute.cache_root() / (m.assets.fingerprint or "unsaved") / "clip"
+    return folder if atomic.is_writable(folder) else None
 
 
 class PromptSliders:
@@ -85,18 +113,39 @@ class PromptSliders:
     @staticmethod
     def check(m: Loaded, name: str, vector) -> torch.Tensor:
         """A (name, vector) pair from outside (the registry file, a recipe) -> the vector as a (z_dim,) tensor, or
-        ExplorerError: the name must be a prompt direction whose digest is of exactly this vector."""
-        if not isinstance(name, str) or not name.startswith(PROMPT_PREFIX) or "#" not in name:
-            raise ExplorerError(f"'{name}' is not a prompt direction name (clip.<prompt>#<digest>)")
+        ExplorerError: the name must be a prompt direction (``check_direction_name``) whose digest is of exactly this
+        vector."""
+        check_direction_name(name)
+        if isinstance(vector, (list, tuple)) and len(vector) != m.model.z_dim:
+            raise ExplorerError(f"direction {excerpt(name)} must be {m.model.z_dim} finite numbers")
         try:
             v = torch.as_tensor(vector, dtype=torch.float32).reshape(-1)
-        except (TypeError, ValueError, RuntimeError):
-            raise ExplorerError(f"direction '{name}' must be a list of numbers") from None
+        except (TypeError, ValueError, RuntimeError, OverflowError):
+            raise ExplorerError(f"direction {excerpt(name)} must be a list of numbers") from None
         if v.numel() != m.model.z_dim or not bool(torch.isfinite(v).all()):
-            raise ExplorerError(f"direction '{name}' must be {m.model.z_dim} finite numbers")
+            raise ExplorerError(f"direction {excerpt(name)} must be {m.model.z_dim} finite numbers")
         if name.rsplit("#", 1)[1] != direction_digest(v):
-            raise ExplorerError(f"direction '{name}' does not match its digest (the numbers were changed)")
+            raise ExplorerError(f"direction {excerpt(name)} does not match its digest (the numbers were changed)")
         return v
+
+    def session_directions(self, m: Loaded, directions) -> dict[str, list[float]]:
+        """A recipe's ``directions`` ({name: vector}) -> the checked ones this checkpoint lacks, {name: list of
+        float32 values}, for the session's state only (nothing is registered or written). At most
+        MAX_SESSION_DIRECTIONS."""
+        if not directions:
+            return {}
+        if not isinstance(directions, dict):
+            raise ExplorerError("recipe 'directions' must map slider names to lists of numbers")
+        if len(directions) > MAX_SESSION_DIRECTIONS:
+            raise ExplorerError(
+                f"a recipe may carry at most {MAX_SESSION_DIRECTIONS} prompt directions (it has {len(directions)})"
+            )
+        out = {}
+        for name, vector in directions.items():
+            v = self.check(m, name, vector)
+            if name not in m.directions:
+                out[name] = [float(x) for x in v]
+        return out
 
     def add(self, m: Loaded, name: str, vector, slot: bool = True) -> int | None:
         """Register a prompt direction on checkpoint ``m`` (and, with ``slot``, show it on a named slider slot)
@@ -106,8 +155,19 @@ class PromptSliders:
             if name not in m.directions:
                 m.directions = {**m.directions, name: v}  # swapped, never mutated: readers keep a consistent dict
             index = self._place(m, name) if slot else None
+            self._trim(m)
             self._save(m)
         return index
+
+    @staticmethod
+    def _trim(m: Loaded) -> None:
+        """Keep at most REGISTRY_MAX prompt directions on ``m``: the oldest ones not on a slider go first."""
+        prompts = [n for n in m.directions if n.startswith(PROMPT_PREFIX)]
+        extra = len(prompts) - REGISTRY_MAX
+        if extra <= 0:
+            return
+        drop = set([n for n in prompts if n not in m.slots][:extra])
+        m.directions = {k: v for k, v in m.directions.items() if k not in drop}
 
     def _place(self, m: Loaded, name: str) -> int | None:
         """Put ``name`` on a named slot: its own if it has one, else a free one, else the oldest prompt slider's."""
@@ -163,8 +223,10 @@ class PromptSliders:
                 if meta.get("fingerprint") != m.assets.fingerprint:
                     return
                 names = json.loads(meta.get("names", "[]"))
+                if not isinstance(names, list):
+                    raise ValueError("the list of names is not a list")
                 found = {}
-                for i, name in enumerate(names):
+                for i, name in list(enumerate(names))[-REGISTRY_MAX:]:
                     try:
                         found[name] = self.check(m, name, f.get_tensor(f"d{i}"))
                     except ExplorerError as e:

@@ -20,13 +20,19 @@ import numpy as np
 from soda import api
 
 from . import media
-from .explorer import Explorer, ExplorerError, Loaded, check_seed
+from .explorer import N_SLOTS, Explorer, ExplorerError, Loaded, check_seed
+from .explorer_prompts import MAX_NAME, MAX_SESSION_DIRECTIONS, check_direction_name
+from .text import excerpt, parse_json
 
 FORMAT = "soda-recipe"
 VERSION = 1
 REQUIRED = ("latent", "edits", "seed", "steps")
 MAX_RECIPE_BYTES = 1 << 20
 MAX_LATENT = 1e6  # larger values overflow float32 on the way to the decoder; real latents are within a few dozen
+MAX_Z = 4096  # numbers in a latent or a direction (the bundled checkpoint's z has 128)
+MAX_EDITS = N_SLOTS + MAX_SESSION_DIRECTIONS  # every slider plus every prompt direction a recipe may bring
+MAX_STEPS = 200  # sampling steps of any recipe; replay also holds them to the checkpoint's full-quality steps
+MAX_SOURCE = 200  # characters of the recipe's 'source' kept in the session
 
 
 def make_recipe(ex: Explorer, state: dict, seed, quality: str) -> dict:
@@ -82,12 +88,7 @@ def read_recipe(path_or_text) -> dict:
             if p.stat().st_size > MAX_RECIPE_BYTES:
                 raise ExplorerError("the recipe file is too large (over 1 MB)")
             text = p.read_text(errors="replace")
-        try:
-            d = json.loads(text, parse_constant=_reject_constant)
-        except RecursionError:
-            raise ExplorerError("the recipe is nested too deeply to be a SODA recipe") from None
-        except ValueError as e:
-            raise ExplorerError(f"the recipe is not valid JSON ({e})") from None
+        d = parse_json(text, "the recipe", ExplorerError, parse_constant=_reject_constant)
     if not isinstance(d, dict):
         raise ExplorerError("the recipe must be a JSON object")
     if d.get("format", FORMAT) != FORMAT or d.get("version", VERSION) != VERSION:
@@ -98,23 +99,36 @@ def read_recipe(path_or_text) -> dict:
     if missing:
         raise ExplorerError(f"the recipe is missing {', '.join(missing)}")
     lat = d["latent"]
-    if not isinstance(lat, list) or not lat or not all(_is_num(v) for v in lat):
-        raise ExplorerError("recipe 'latent' must be a list of numbers")
+    if not isinstance(lat, list) or not lat or len(lat) > MAX_Z or not all(_is_num(v) for v in lat):
+        raise ExplorerError(f"recipe 'latent' must be a list of numbers (at most {MAX_Z})")
     if not all(math.isfinite(v) for v in lat):
         raise ExplorerError("recipe 'latent' contains NaN or infinity")
     if not all(abs(v) <= MAX_LATENT for v in lat):
         raise ExplorerError(f"recipe 'latent' values must be within +-{MAX_LATENT:g}")
-    if not isinstance(d["edits"], dict) or not all(_is_num(v) for v in d["edits"].values()):
+    edits = d["edits"]
+    if not isinstance(edits, dict) or not all(_is_num(v) for v in edits.values()):
         raise ExplorerError("recipe 'edits' must map slider names to numbers")
-    for k, v in d["edits"].items():
+    if len(edits) > MAX_EDITS:
+        raise ExplorerError(f"recipe 'edits' must hold at most {MAX_EDITS} sliders (it has {len(edits)})")
+    for k, v in edits.items():
+        if len(k) > MAX_NAME:
+            raise ExplorerError(f"recipe edit {excerpt(k)} is not a slider name (over {MAX_NAME} characters)")
         if not math.isfinite(v) or abs(v) > 100:
-            raise ExplorerError(f"recipe edit '{k}' must be a finite number within +-100")
+            raise ExplorerError(f"recipe edit {excerpt(k)} must be a finite number within +-100")
     dirs = d.get("directions", {})
-    if not isinstance(dirs, dict) or not all(isinstance(v, list) and all(_is_num(x) for x in v) for v in dirs.values()):
+    if not isinstance(dirs, dict) or not all(
+        isinstance(v, list) and len(v) <= MAX_Z and all(_is_num(x) for x in v) for v in dirs.values()
+    ):
         raise ExplorerError("recipe 'directions' must map slider names to lists of numbers")
+    if len(dirs) > MAX_SESSION_DIRECTIONS:
+        raise ExplorerError(
+            f"recipe 'directions' must hold at most {MAX_SESSION_DIRECTIONS} prompt directions (it has {len(dirs)})"
+        )
+    for name in dirs:
+        check_direction_name(name)
     steps = d["steps"]
-    if not _is_num(steps) or not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= 1000:
-        raise ExplorerError("recipe 'steps' must be an integer in 1..1000")
+    if not _is_num(steps) or not math.isfinite(steps) or steps != int(steps) or not 1 <= steps <= MAX_STEPS:
+        raise ExplorerError(f"recipe 'steps' must be an integer in 1..{MAX_STEPS}")
     check_seed(d["seed"])
     cam = d.get("camera")
     if cam is not None:
@@ -122,35 +136,47 @@ def read_recipe(path_or_text) -> dict:
             k not in cam or not _is_num(cam[k]) or not math.isfinite(cam[k]) for k in ("azimuth", "elevation", "radius")
         ):
             raise ExplorerError("recipe 'camera' must be null or {azimuth, elevation, radius} numbers")
+        for k, (lo, hi) in api.camera_limits().items():  # the ranges the page's sliders offer
+            if not lo <= cam[k] <= hi:
+                raise ExplorerError(f"recipe 'camera' {k} must be within {lo:g}..{hi:g} (got {cam[k]:g})")
     if d.get("sampler", "ddim") not in ("ddim", "dpmpp_2m"):
         raise ExplorerError("recipe 'sampler' must be ddim or dpmpp_2m")
+    if not isinstance(d.get("source", ""), str) or not isinstance(d.get("checkpoint", ""), str | None):
+        raise ExplorerError("recipe 'source' and 'checkpoint' must be text")
     return d
 
 
 def replay(ex: Explorer, recipe: dict, key: str | None = None) -> tuple[np.ndarray, Loaded, list[str]]:
     """Decode a validated recipe on checkpoint ``key`` (default: the recipe's own when it may be opened, else the
-    explorer's default) -> (image (H,W,3) uint8, loaded checkpoint, warnings)."""
+    explorer's default) -> (image (H,W,3) uint8, the loaded checkpoint as the session sees it (with the recipe's
+    prompt directions), warnings). Nothing of the recipe is registered on the shared checkpoint or written to disk:
+    its prompt directions are in the returned ``Loaded``'s directions only (``Editor.session``)."""
     notes = []
     want = recipe.get("checkpoint")
     if key is None:
         try:
             key = ex.check_choice(want) if want else ex.default_key
         except ExplorerError:
-            notes.append(f"recipe checkpoint '{want}' cannot be opened here; replaying on '{ex.default_key}'")
+            notes.append(f"recipe checkpoint {excerpt(want)} cannot be opened here; replaying on '{ex.default_key}'")
             key = ex.default_key
-    m = ex.get(key)
+    shared = ex.get(key)
+    full = int(shared.model.cfg.diffusion.sample_steps)
+    if int(recipe["steps"]) > full:
+        raise ExplorerError(f"recipe 'steps' must be an integer in 1..{full} (this checkpoint's full quality)")
+    extra = ex.session_directions(shared, recipe.get("directions"))  # checks the name, length and digest of each
+    m = ex.editor.session(shared, {"directions": extra})
     if len(recipe["latent"]) != m.model.z_dim:
         raise ExplorerError(
             f"recipe latent has {len(recipe['latent'])} numbers; this checkpoint's z has {m.model.z_dim}"
         )
     if recipe.get("fingerprint") and recipe["fingerprint"] != m.assets.fingerprint:
         notes.append("the recipe was made with other weights; the image will differ from the original")
-    for name, vector in (recipe.get("directions") or {}).items():
-        if name not in m.directions:  # checks the name, length, finiteness and the digest of the vector
-            ex.add_prompt_direction(m, name, vector, slot=False)
     unknown = [k for k in recipe["edits"] if k not in m.directions]
     if unknown:
-        raise ExplorerError(f"recipe edits unknown to this checkpoint: {', '.join(unknown[:5])}")
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        raise ExplorerError(
+            f"recipe edits unknown to this checkpoint: {', '.join(excerpt(k) for k in unknown[:3])}{more}"
+        )
     cam = recipe.get("camera")
     camera = api.Camera.from_dict(cam) if cam else None
     if camera is not None and not m.model.uses_cameras:
@@ -184,16 +210,23 @@ def load_into(ex: Explorer, state: dict, path_or_text) -> tuple[dict, np.ndarray
     key = state["ckpt"] if state else ex.default_key
     image, m, notes = replay(ex, recipe, key)
     if recipe.get("checkpoint") not in (None, key):
-        notes.insert(0, f"the recipe names checkpoint '{recipe['checkpoint']}'; it was replayed on '{key}'")
+        notes.insert(0, f"the recipe names checkpoint {excerpt(recipe['checkpoint'])}; it was replayed on '{key}'")
     z0 = [float(v) for v in np.asarray(recipe["latent"], dtype=np.float32)]
     recon = ex.decode(m, ex.latent(m, z0, {}), int(recipe["steps"]), recipe["seed"])[0]
+    edits = {k: float(v) for k, v in recipe["edits"].items()}
+    source = " ".join(str(recipe.get("source") or "no source").split())
+    if len(source) > MAX_SOURCE:
+        source = source[: MAX_SOURCE - 1] + "…"
     new = {
         **ex.new_state(key),
         "z_orig": z0,
         "z0": z0,
-        "edits": {k: float(v) for k, v in recipe["edits"].items()},
-        "source": f"recipe ({recipe.get('source') or 'no source'})",
+        "edits": edits,
+        "source": f"recipe ({source})",
         "input": None,
         "recon": recon,
     }
+    mine = {k: v for k, v in ex.prompt_directions(m, edits).items() if k not in ex.get(key).directions}
+    if mine:  # the recipe's prompt directions: this session's only
+        new["directions"] = mine
     return new, image, notes

@@ -9,9 +9,9 @@ from __future__ import annotations
 import gradio as gr
 
 from . import clip_panel, edit_panel, export_panel, map_panel, views_panel
-from .common import FOLLOW, PRIVATE, Ctx, guard, quiet_user_errors
+from .common import FOLLOW, PRIVATE, Ctx, guard, protect, quiet_user_errors
 from .explorer import MAX_SEED, Explorer
-from .uploads import MAX_BYTES
+from .uploads import MAX_BYTES, UploadFilter
 
 CONCURRENT_RENDERS = 2  # renders that run at once (plus up to two slider previews); more wait in the queue
 CSS = """
@@ -46,8 +46,16 @@ CSS = """
 
 
 def launch_options() -> dict:
-    """Keyword arguments for ``demo.launch`` (gradio 6 takes css and theme there)."""
-    return {"css": CSS, "max_file_size": MAX_BYTES, "show_error": False}
+    """Keyword arguments for ``demo.launch`` (gradio 6 takes css and theme there): uploads of at most MAX_BYTES
+    ($SODA_MAX_UPLOAD_MB) and only of the types the app reads (app.uploads.UploadFilter)."""
+    from starlette.middleware import Middleware
+
+    return {
+        "css": CSS,
+        "max_file_size": MAX_BYTES,
+        "show_error": False,
+        "app_kwargs": {"middleware": [Middleware(UploadFilter)]},
+    }
 
 
 def build_demo(ex: Explorer) -> gr.Blocks:
@@ -191,4 +199,4 @@ def build_demo(ex: Explorer) -> gr.Blocks:
             **clip_status, concurrency_limit=None, **FOLLOW
         )
     demo.queue(default_concurrency_limit=CONCURRENT_RENDERS, max_size=64)
-    return demo
+    return protect(demo)  # the entry checks of every request, a per-session job limit

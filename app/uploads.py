@@ -4,10 +4,17 @@ Any mode PIL reads is accepted (RGBA / LA composited on white, palette, 16-bit, 
 grayscale, 1-bit); animated files give their first frame; EXIF rotation is applied; the image is centre-cropped to a
 square and resized. Memory stays bounded: JPEGs are decoded at a reduced scale (``draft``), and anything above
 ``MAX_PIXELS`` is refused before it is decoded.
+
+What Gradio's upload route takes is bounded too: at most ``MAX_BYTES`` per file (``launch(max_file_size=...)``,
+$SODA_MAX_UPLOAD_MB, default 20 MB) and only the file types the app reads (``UPLOAD_TYPES``: images and .json
+recipes); ``UploadFilter`` removes any other upload at once and answers 415.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 import re
 import warnings
 from pathlib import Path
@@ -15,9 +22,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .text import excerpt, log_safe
+
+log = logging.getLogger("soda.app")
+
 MAX_PIXELS = 8192 * 8192  # 67 Mpx: an 8000 x 8000 photo is fine, a decompression bomb is not
-MAX_BYTES = 64 * 1024 * 1024
+MAX_BYTES = int(float(os.environ.get("SODA_MAX_UPLOAD_MB", "20")) * 1024 * 1024)  # per uploaded file
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above this and refuses above twice this
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+UPLOAD_TYPES = (*IMAGE_TYPES, ".json")  # what the page's two upload boxes take: an image, a recipe
 
 
 class UploadError(ValueError):
@@ -25,10 +38,8 @@ class UploadError(ValueError):
 
 
 def too_large(name: str, pixels: int, size: str = "") -> str:
-    """The one wording of the pixel-count refusal, however the size was found."""
-    return (
-        f"'{name}' is too large ({size}{pixels / 1e6:.0f} megapixels); the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
-    )
+    """The one wording of the pixel-count refusal, however the size was found (``name``: already quoted)."""
+    return f"{name} is too large ({size}{pixels / 1e6:.0f} megapixels); the limit is {MAX_PIXELS / 1e6:.0f} megapixels"
 
 
 def read_image(path: str | Path, res: int) -> np.ndarray:
@@ -36,11 +47,12 @@ def read_image(path: str | Path, res: int) -> np.ndarray:
     p = Path(path)
     if not p.is_file():
         raise UploadError("no image was received (the upload is missing)")
+    name = excerpt(p.name)
     size = p.stat().st_size
     if size == 0:
-        raise UploadError(f"'{p.name}' is empty (0 bytes)")
+        raise UploadError(f"{name} is empty (0 bytes)")
     if size > MAX_BYTES:
-        raise UploadError(f"'{p.name}' is {size / 2**20:.0f} MB; the limit is {MAX_BYTES // 2**20} MB")
+        raise UploadError(f"{name} is {size / 2**20:.0f} MB; the limit is {MAX_BYTES / 2**20:g} MB")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -49,9 +61,9 @@ def read_image(path: str | Path, res: int) -> np.ndarray:
                 im.seek(0)  # animated GIF / APNG / WebP: the first frame
             w, h = im.size
             if w * h > MAX_PIXELS:
-                raise UploadError(too_large(p.name, w * h, f"{w} x {h} pixels, "))
+                raise UploadError(too_large(name, w * h, f"{w} x {h} pixels, "))
             if w < 1 or h < 1:
-                raise UploadError(f"'{p.name}' has no pixels")
+                raise UploadError(f"{name} has no pixels")
             if im.format == "JPEG":
                 s = min(w, h)
                 im.draft(None, (max(1, w * 2 * res // s), max(1, h * 2 * res // s)))  # decode at >= 2x the target
@@ -62,11 +74,63 @@ def read_image(path: str | Path, res: int) -> np.ndarray:
         raise
     except Image.DecompressionBombError as e:  # PIL refuses above 2 * MAX_PIXELS before we see the size
         got = re.search(r"\((\d+) pixels\)", str(e))
-        raise UploadError(too_large(p.name, int(got.group(1)) if got else 2 * MAX_PIXELS + 1)) from None
+        raise UploadError(too_large(name, int(got.group(1)) if got else 2 * MAX_PIXELS + 1)) from None
     except UnidentifiedImageError:
-        raise UploadError(f"'{p.name}' is not an image this app can read (PNG, JPEG, GIF, WebP, BMP, TIFF)") from None
+        raise UploadError(f"{name} is not an image this app can read (PNG, JPEG, GIF, WebP, BMP, TIFF)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise UploadError(f"'{p.name}' is corrupt or truncated ({e})") from None
+        raise UploadError(f"{name} is corrupt or truncated ({log_safe(e, 120)})") from None
+
+
+class UploadFilter:
+    """ASGI middleware on Gradio's upload route (``POST /gradio_api/upload``): when a stored file's type is not one of
+    ``UPLOAD_TYPES``, every file of that request is removed again and the answer is 415 with one line. (Gradio checks
+    a component's ``file_types`` only when an event uses the file, and keeps any upload in its cache for an hour.)
+    Pass it as ``launch(app_kwargs={"middleware": [Middleware(UploadFilter)]})``."""
+
+    def __init__(self, app, types: tuple[str, ...] = UPLOAD_TYPES):
+        self.app, self.types = app, tuple(t.lower() for t in types)
+
+    async def __call__(self, scope, receive, send):
+        upload = scope.get("type") == "http" and scope.get("method") == "POST"
+        if not upload or not scope.get("path", "").rstrip("/").endswith("/gradio_api/upload"):  # not /call/upload
+            return await self.app(scope, receive, send)
+        held: list[dict] = []
+
+        async def hold(message):
+            held.append(message)
+
+        await self.app(scope, receive, hold)
+        start = next((m for m in held if m["type"] == "http.response.start"), None)
+        body = b"".join(m.get("body", b"") for m in held if m["type"] == "http.response.body")
+        refused = []
+        if start is not None and start.get("status") == 200:
+            try:
+                stored = [str(p) for p in json.loads(body)]
+            except (ValueError, TypeError):
+                stored = []
+            refused = [p for p in stored if not p.lower().endswith(self.types)]
+            if refused:
+                for p in stored:
+                    Path(p).unlink(missing_ok=True)
+        if not refused:
+            for m in held:
+                await send(m)
+            return
+        log.warning("upload refused: file type of %s", log_safe(Path(refused[0]).name, 120))
+        text = (
+            f"{excerpt(Path(refused[0]).name)} is not a file type this app takes ({', '.join(self.types)})"
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 415,
+                "headers": [
+                    (b"content-type", b"text/plain; charset=utf-8"),
+                    (b"content-length", str(len(text)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": text})
 
 
 def _to_rgb_square(im: Image.Image, res: int) -> np.ndarray:

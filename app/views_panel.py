@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import time
 from types import SimpleNamespace
 
 import gradio as gr
 
 from soda import api
 
-from .common import FOLLOW, HEAVY, PRIVATE, Ctx, guard, warn
+from . import media
+from .common import FOLLOW, HEAVY, LONG, PRIVATE, Ctx, guard, warn
 from .explorer import Loaded
 
 FOLLOWS = "becomes the editor's image (current edit) whenever one is loaded there"
 ORBIT_STEPS = 20  # an orbit of 24 frames at 20 steps fits the 15 s budget on 2 CPU cores
+ORBIT_SECONDS = float(os.environ.get("SODA_ORBIT_SECONDS", "30"))  # an orbit stops (keeping its frames) after this
 
 
 def section_picker(choices, label: str, elem_id: str | None = None) -> gr.CheckboxGroup:
@@ -179,7 +183,7 @@ def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace
         [st, ip.a, ip.b, ip.n, ip.method, ip.sections, seed_in, quality_in],
         [ip.gallery, ip.gif, ip.mp4],
         api_name="interpolate",
-        **HEAVY,
+        **LONG,
     )
 
     @guard
@@ -223,8 +227,13 @@ def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace
     @guard
     def orbit(state, n, el, r, steps, seed, progress=gr.Progress()):
         progress(0, desc="rendering the orbit")
-        for done, total, _, gif in ex.orbit(state, n, el, r, seed, steps):
+        deadline = time.monotonic() + ORBIT_SECONDS
+        for done, total, frames, gif in ex.orbit(state, n, el, r, seed, steps):
             progress((done, total), desc=f"rendering the orbit ({done}/{total} frames)")
+            if gif is None and done < total and time.monotonic() >= deadline:  # the time budget: keep what is done
+                gif = media.write_gif(list(frames), "orbit", fps=12)
+                yield gif, f"stopped at {done}/{total} frames (the server's time budget of {ORBIT_SECONDS:g} s)"
+                return
             if gif is None:
                 yield gr.skip(), f"{done}/{total} frames"
             else:
@@ -239,7 +248,7 @@ def wire(ctx: Ctx, ip: SimpleNamespace, mx: SimpleNamespace, nv: SimpleNamespace
         [st, nv.orbit_n, nv.el, nv.r, nv.orbit_steps, seed_in],
         [nv.orbit_gif, nv.orbit_status],
         api_name="orbit",
-        **HEAVY,
+        **LONG,
     )
     ev.then(lambda: gr.Button(interactive=False), None, nv.orbit_cancel, **toggle, **FOLLOW)
     nv.orbit_cancel.click(

@@ -46,6 +46,7 @@ def clip_server():
     from app.ui import build_demo, launch_options
 
     work = Path(tempfile.mkdtemp(prefix="soda-app-clip-test-"))
+    os.environ.setdefault("SODA_CACHE", str(work / "cache"))  # CLIP results go to the user cache: keep it private
     ckpt = make_tiny_checkpoint(work / "tiny-clip-ckpt", seed=2)
     spec = save_tiny_clip(work)
     ex = Explorer(str(ckpt), n_map=N_MAP, n_examples=N_EXAMPLES, clip_spec=spec)
@@ -123,6 +124,7 @@ def test_status_reports_the_loaded_model(with_clip):
 def test_naming_labels_every_section_slider_and_is_cached(with_clip, monkeypatch):
     from app.clip_panel import session_labels
     from app.explorer import COMPONENTS, SECTION_SLOTS
+    from app.explorer_prompts import clip_cache_dir
 
     url, ex, ckpt, _ = with_clip
     c = client_for(url)
@@ -135,14 +137,15 @@ def test_naming_labels_every_section_slider_and_is_cached(with_clip, monkeypatch
         assert name == edit and raw == m.slot_labels[i]
         assert label.startswith(f"{raw} · ") and label.count(" · ") == 2  # raw name, then the two best names
         assert len(names.split("), ")) == 3 and names.split(" (")[0] in VOCAB
-    cached = sorted((ckpt / "explorer" / "clip").glob("names-*.json"))
+    cached = sorted(clip_cache_dir(m).glob("names-*.json"))  # the user cache, never the checkpoint's folder
     assert len(cached) == 1
     recomputed = []
     with monkeypatch.context() as mp:  # a cache hit: nothing is decoded or scored again
         mp.setattr("soda.clip.naming.traversal_frames", lambda *a, **k: recomputed.append(1) or 1 / 0)
         again, _ = c.predict(VOCAB, api_name="/name_sliders")
     assert again["data"] == rows and not recomputed
-    assert sorted((ckpt / "explorer" / "clip").glob("names-*.json")) == cached  # a cache hit, nothing new
+    assert sorted(clip_cache_dir(m).glob("names-*.json")) == cached  # a cache hit, nothing new
+    assert not (ckpt / "explorer" / "clip").exists()
     labels = session_labels(m, {"ckpt": m.key, "labels": {section[0][0]: rows[0][2]}})
     assert labels[section[0][0]] == rows[0][2] and labels[section[1][0]] == m.slot_labels[section[1][0]]
     with pytest.raises(app_error(), match="vocabulary line 1"):
@@ -237,7 +240,7 @@ def test_report_clip_section_done_and_skipped(with_clip, tmp_path, no_clip_env):
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
 
 
-def test_a_recipe_carrying_its_prompt_direction_replays_anywhere(with_clip, tmp_path):
+def test_a_recipe_carrying_its_prompt_direction_replays_anywhere(with_clip, tmp_path, monkeypatch):
     """With app/recipes.py writing "directions" (see docs/CLIP.md), a recipe replays on a copy of the checkpoint
     that never saw the prompt (no registry file), without CLIP."""
     import shutil
@@ -258,6 +261,7 @@ def test_a_recipe_carrying_its_prompt_direction_replays_anywhere(with_clip, tmp_
             shutil.copy(ckpt / f, folder / f)
         return Explorer(str(folder), n_map=N_MAP, n_examples=N_EXAMPLES)
 
+    monkeypatch.setenv("SODA_CACHE", str(tmp_path / "elsewhere-cache"))  # another machine: no registry file
     other = elsewhere(tmp_path / "copy")
     assert name not in other.get().directions
     again, _, _ = recipes.replay(other, recipes.read_recipe(json.dumps(recipe)))

@@ -36,6 +36,8 @@ from helpers import (
 )
 from PIL import Image
 
+from app.uploads import UPLOAD_TYPES
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # ------------------------------------------------------------------------------------------------------------
@@ -136,7 +138,15 @@ def test_image_through_upload(name, srv, bad, client):
     path = bad[2][f"image/{name}"]
     dirs = app_dirs(srv)
     before = snapshot(dirs)
-    if case.expect == "refuse":
+    if case.expect == "refuse" and path.suffix not in UPLOAD_TYPES:  # refused by the upload route: 415, not kept
+        import httpx
+
+        with pytest.raises(httpx.HTTPStatusError) as err:
+            client.predict(upload(path), api_name="/upload", quality="preview")
+        assert err.value.response.status_code == 415
+        assert not leftovers(before, dirs, [])
+        still_answering(client)
+    elif case.expect == "refuse":
         with pytest.raises(app_error()) as err:
             client.predict(upload(path), api_name="/upload", quality="preview")
         assert_clear_refusal(err.value, f"{case.words}|Invalid file type")
