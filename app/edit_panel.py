@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from .common import FOLLOW, HEAVY, LONG, PRIVATE, STATUS_TEMPLATE, Ctx, guard, marker_update, status_text, warn
-from .explorer import COMPONENTS, N_SLOTS, SECTION_SLOTS, SLIDER_SPAN, Loaded
+from .explorer import COMPONENTS, N_SLOTS, SECTION_SLOTS, SLIDER_SPAN, Loaded, change_map_image
 
 CURRENT = "current edit"  # the editor's image among the image choices of Interpolate and Mix
 
@@ -42,16 +42,18 @@ def slot_info(m: Loaded, i: int) -> str:
 
 
 def section_titles(m: Loaded) -> list[tuple[str, bool]]:
-    """(markdown, visible) of each section's heading above its sliders."""
+    """(markdown, visible) of each row's heading above its label-free sliders."""
     out = []
     for k in range(SECTION_SLOTS):
-        shown = k < len(m.section_titles) and m.slots[k * COMPONENTS] is not None
-        out.append((f"**{m.section_titles[k]}**" if shown else "", shown))
+        shown = k < len(m.group_titles) and m.slots[k * COMPONENTS] is not None
+        out.append((f"**{m.group_titles[k]}**" if shown else "", shown))
     return out
 
 
 def title_updates(m: Loaded) -> list:
-    return [gr.update(value=t, visible=v) for t, v in section_titles(m)]
+    """The rows' headings and the change-map strip, for a newly opened checkpoint (ctx.slider_titles' order)."""
+    maps = gr.update(value=change_map_image(m), visible=m.assets.free_maps is not None)
+    return [gr.update(value=t, visible=v) for t, v in section_titles(m)] + [maps]
 
 
 def traversal_choices(m: Loaded) -> list[tuple[str, str]]:
@@ -147,7 +149,19 @@ def build(ctx: Ctx) -> SimpleNamespace:
         sliders.append(s)
         return s
 
-    with gr.Accordion("Per-section sliders (principal directions of each latent section)", open=True):
+    with gr.Accordion(
+        "Sliders found without labels (independent directions of the latents; the line under each says what it "
+        "measurably does, the map where in the image it acts)",
+        open=True,
+    ):
+        ctx.change_maps = gr.Image(
+            value=change_map_image(m),
+            label="Where each slider acts (mean change of the image at +-2 std, brighter = more)",
+            elem_id="change-maps",
+            interactive=False,
+            visible=m.assets.free_maps is not None,
+            height=150,
+        )
         for text, shown in section_titles(m):
             titles.append(gr.Markdown(text, visible=shown))
             with gr.Row():
@@ -162,7 +176,7 @@ def build(ctx: Ctx) -> SimpleNamespace:
             with gr.Row():
                 for _ in range(r, min(r + 4, named)):
                     slider()
-    ctx.sliders, ctx.slider_titles = sliders, titles
+    ctx.sliders, ctx.slider_titles = sliders, [*titles, ctx.change_maps]
     with gr.Accordion("Traversal grid", open=False):
         with gr.Row():
             ns.trav_slider = gr.Dropdown(traversal_choices(m), label="Slider", elem_id="trav-slider")

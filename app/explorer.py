@@ -49,6 +49,7 @@ from .loaded import (  # noqa: F401 - re-exported for the panels
     ExplorerError,
     Loaded,
     Progress,
+    change_map_image,
     check_seed,
     clip,
     make_loaded,

@@ -161,7 +161,7 @@ class Editor:
         if unknown:
             more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
             raise ExplorerError(
-                f"unknown slider {', '.join(excerpt(k) for k in unknown[:3])}{more}; this checkpoint has: "
+                f"unknown sliders: {', '.join(excerpt(k) for k in unknown[:3])}{more}; this checkpoint has: "
                 + known_names(m)
             )
         for k, v in edits.items():

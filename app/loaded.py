@@ -39,7 +39,8 @@ class Loaded:
     directions: dict  # edit name -> (z_dim,) direction, or a slider with move(z, amount) (soda.sliders.moves)
     slots: list[str | None]  # N_SLOTS edit names (None: slot unused)
     slot_labels: list[str]
-    section_titles: list[str]
+    section_titles: list[str]  # one per latent section (the Mix panel)
+    group_titles: list[str] = field(default_factory=list)  # one per row of COMPONENTS label-free sliders
     tsne: torch.Tensor | None = None
     figures: dict = field(default_factory=dict)
     infos: dict[str, str] = field(default_factory=dict)  # edit name -> what it measurably does (one line)
@@ -60,20 +61,31 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
     labels = [f"slot {i}" for i in range(N_SLOTS)]
     measured = assets.meta.get("slider_effects") or {}  # soda.sliders.ensure_measured (python -m soda.precompute)
     infos: dict[str, str] = {}
-    for k in range(min(SECTION_SLOTS, assets.section_dirs.shape[0])):
-        for c in range(min(COMPONENTS, assets.section_dirs.shape[1])):
-            v = assets.section_dirs[k, c]
-            if float(v.norm()) == 0.0:
-                continue
-            name = f"section{k}.pc{c + 1}"
-            dirs[name] = v
-            slots[k * COMPONENTS + c] = name
-            labels[k * COMPONENTS + c] = f"S{k} PC{c + 1}"
-            got = measured.get("sections", {}).get(name)
-            if got:  # labelled by the factor it measurably moves most
-                if got.get("factor"):
-                    labels[k * COMPONENTS + c] += f" · {got['factor'].replace('_', ' ')}"
-                infos[name] = got["caption"]
+    # the label-free sliders (soda.sliders.labelfree: found in the latents without labels), COMPONENTS per row; a
+    # cache from before them falls back to each section's principal directions
+    free = assets.free_dirs
+    if free is not None:
+        n = min(free.shape[0], SECTION_SLOTS * COMPONENTS)
+        rows = [(i, f"free{i + 1}", f"D{i + 1}", free[i]) for i in range(n)]
+        got_of = measured.get("free", {})
+    else:
+        rows = [
+            (k * COMPONENTS + c, f"section{k}.pc{c + 1}", f"S{k} PC{c + 1}", assets.section_dirs[k, c])
+            for k in range(min(SECTION_SLOTS, assets.section_dirs.shape[0]))
+            for c in range(min(COMPONENTS, assets.section_dirs.shape[1]))
+        ]
+        got_of = measured.get("sections", {})
+    for slot, name, label, v in rows:
+        if float(v.norm()) == 0.0:
+            continue
+        dirs[name] = v
+        slots[slot] = name
+        labels[slot] = label
+        got = got_of.get(name)
+        if got:  # labelled by the factor it measurably moves most
+            if got.get("factor"):
+                labels[slot] += f" · {got['factor'].replace('_', ' ')}"
+            infos[name] = got["caption"]
     # a direction, or a z-dependent slider (soda.sliders.moves; api.move_along moves both)
     named = assets.named_sliders()
     for j, lab in enumerate(assets.named_labels[:NAMED_SLOTS]):
@@ -83,6 +95,12 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
         labels[SECTION_SLOTS * COMPONENTS + j] = lab
         if measured.get("named", {}).get(lab):
             infos[name] = measured["named"][lab]["caption"]
+    # every section's principal directions stay edit names (recipes and the API), shown or not; listed after the
+    # shown sliders
+    for k in range(assets.section_dirs.shape[0]):
+        for c in range(assets.section_dirs.shape[1]):
+            if float(assets.section_dirs[k, c].norm()) > 0:
+                dirs.setdefault(f"section{k}.pc{c + 1}", assets.section_dirs[k, c])
     levels = len(model.cfg.unet.channel_mult)
     reads = stage_sections(levels, model.n_sections)
     titles = []
@@ -98,7 +116,32 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
             else:
                 names.append(f"up {model.res >> (2 * levels - s)}px")
         titles.append(f"Section {k} ({', '.join(names)})")
-    return Loaded(key, model, assets, dirs, slots, labels, titles, infos=infos)
+    if free is not None:  # the label-free sliders' rows are numbered, not sections
+        groups = [f"Directions {COMPONENTS * g + 1}-{COMPONENTS * g + COMPONENTS}" for g in range(SECTION_SLOTS)]
+    else:
+        groups = titles
+    return Loaded(key, model, assets, dirs, slots, labels, titles, infos=infos, group_titles=groups)
+
+
+def change_map_image(m: Loaded, tile: int = 48) -> np.ndarray | None:
+    """The label-free sliders' change maps (soda.sliders.labelfree) as one strip of heat-map tiles, each labelled
+    with its slider's name (D1, D2, ...) -> (H, W, 3) uint8; None without maps."""
+    from PIL import Image, ImageDraw
+
+    maps = m.assets.free_maps
+    if maps is None or maps.shape[0] == 0:
+        return None
+    v = maps.clamp(0, 1).numpy()
+    heat = np.stack([np.clip(1.5 * v, 0, 1), np.clip(1.5 * v - 0.5, 0, 1) ** 0.8, np.clip(2 * v - 1.2, 0, 1)], -1)
+    pad, label = 2, 12
+    canvas = Image.new("RGB", (maps.shape[0] * (tile + pad) + pad, tile + label + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for i, h in enumerate(heat):
+        img = Image.fromarray((h * 255).astype(np.uint8)).resize((tile, tile), Image.NEAREST)
+        x = pad + i * (tile + pad)
+        canvas.paste(img, (x, label))
+        draw.text((x + 2, 0), f"D{i + 1}", fill=(0, 0, 0))
+    return np.asarray(canvas)
 
 
 def factors_text(m: Loaded, i: int) -> str:

@@ -3,10 +3,10 @@
 # (warm start, not from scratch) for the same number of images, on the same data stream and seed, with masking at
 # full rates from the first step. Each arm writes runs/study-<name>/; score them with
 #   python -m soda.eval runs/study-<name>/ema --labelfree-only
-# Usage: bash scripts/study_sections.sh [steps]   (default 1500 steps = 48,000 images at batch 32)
+# Usage: bash scripts/study_sections.sh [steps]   (default 1000 steps = 32,000 images at batch 32)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-STEPS=${1:-1500}
+STEPS=${1:-1000}
 PY=${PYTHON:-.venv/bin/python}
 run_arm() {
   local name=$1; shift

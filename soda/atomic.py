@@ -92,6 +92,9 @@ def replace_dir(
     moved: list[str] = []
     try:
         fill(tmp)
+        for f in tmp.iterdir():  # writers that go through a private temp file (safetensors) leave 0600
+            if f.is_file() and not f.is_symlink():
+                os.chmod(f, 0o644)
         if path.exists():
             if keep_others:
                 for f in path.iterdir():

@@ -70,6 +70,10 @@ class ExplorerAssets:
     # named sliders that are not straight lines (soda.sliders.moves: HueRotation, ClassSwap), by label; their
     # named_dirs row is the slider's ``vector``, so that readers of plain directions still get one
     named_moves: dict = field(default_factory=dict)
+    # the label-free sliders the explorer shows (soda.sliders.labelfree: fitted on the map latents, no labels read)
+    # and where each acts in the image (M, H, W) in [0, 1]; None in caches written before they existed
+    free_dirs: torch.Tensor | None = None  # (M, z_dim), one std of the data along each
+    free_maps: torch.Tensor | None = None
 
     def named_sliders(self) -> list:
         """The named sliders in ``named_labels`` order: the z-dependent slider where the label has one, else its
@@ -165,6 +169,8 @@ def compute_assets(
 
         nd, specs = slider_directions(model, Z, map_fac)
         labels = [s.label for s in specs]
+    say(0.9, "label-free sliders and their change maps")
+    free, maps = free_sliders(model, Z)
     say(0.95, "map projection and OOD model")
     mean, axes = principal_axes(Z, min(N_PCA, Z.shape[1], Z.shape[0]))
     o_mean, o_prec, dist = ood_model(Z)
@@ -187,6 +193,8 @@ def compute_assets(
         ood_threshold=float(torch.quantile(dist, 0.99)),
         ood_typical=float(dist.median()),
         camera=camera,
+        free_dirs=free,
+        free_maps=maps,
         meta={
             "n_map": int(Z.shape[0]),
             "n_examples": int(ex_z.shape[0]),
@@ -195,6 +203,24 @@ def compute_assets(
             "held_out": bool(ex["held_out"] and mp["held_out"]),
         },
     )
+
+
+def free_sliders(model, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The explorer's label-free sliders (soda.sliders.labelfree, fitted on the latents Z alone) and their change
+    maps -> ((M, z_dim), (M, H, W))."""
+    from .sliders.labelfree import explorer_change_maps, explorer_directions
+
+    D = explorer_directions(model, Z)
+    return D, explorer_change_maps(model, Z, D)
+
+
+def ensure_free_sliders(model, assets: ExplorerAssets) -> bool:
+    """Give assets from a cache written before the label-free sliders existed their sliders (in memory) -> whether
+    they were added (the caller may persist them)."""
+    if assets.free_dirs is not None:
+        return False
+    assets.free_dirs, assets.free_maps = free_sliders(model, assets.map_latents)
+    return True
 
 
 _TENSORS = ("example_latents", "section_dirs", "named_dirs", "map_latents", "pca_mean", "pca_axes", "map_pca")
@@ -213,6 +239,9 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
         for k in ("map_factors", "example_factors"):
             if getattr(assets, k) is not None:
                 tensors[k] = getattr(assets, k).long().contiguous()
+        for k in ("free_dirs", "free_maps"):
+            if getattr(assets, k) is not None:
+                tensors[k] = getattr(assets, k).float().contiguous()
         moves = {}
         for i, (lab, mv) in enumerate(sorted(assets.named_moves.items())):
             key = f"move{i}"
@@ -271,6 +300,8 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
         **{k: t[k] for k in _TENSORS},
         map_factors=t.get("map_factors"),
         example_factors=t.get("example_factors"),
+        free_dirs=t.get("free_dirs"),
+        free_maps=t.get("free_maps"),
         example_captions=list(meta["example_captions"]),
         named_labels=list(meta["named_labels"]),
         factor_names=list(meta["factor_names"]),
@@ -322,6 +353,7 @@ def load_or_compute(
     dirs = candidate_dirs(ckpt, fp) if ckpt is not None else []
     if not force and ckpt is not None:
         for got in cached_assets(ckpt, fp):
+            ensure_free_sliders(model, got)  # in memory: a cache is never rewritten for them
             if got.ood is None:  # a cache from before the detector, or of an older detector: add one
                 got.ood = calibrate_ood(model, got, n_calib, progress)
                 if is_writable(got.folder):
@@ -435,9 +467,12 @@ def main(argv: list[str] | None = None) -> int:
 
     assets = load_or_compute(model, a.n_examples, a.n_map, force=a.force, progress=report, n_calib=a.n_calib)
     if not a.no_measure:
-        from .sliders import ensure_measured
+        from .sliders import ensure_free_measured, ensure_measured
 
         ensure_measured(model, assets, force=a.force, progress=report, save=persist_measurement)
+        # assets from before the label-free sliders: add them and their measurement, keep the rest as it was
+        if ensure_free_measured(model, assets, progress=report) and assets.folder is not None:
+            save_assets(assets, assets.folder, assets.fingerprint)
     if a.tsne:
         tsne_map(assets)
     print(f"explorer assets in {assets.folder or '(memory only: no writable folder)'}")

@@ -67,7 +67,7 @@ def measure_sliders(ckpt: Path, known_carriers: dict[str, list[int]] | None = No
         model,
         assets,
         n_scenes=2,
-        pc_scenes=2,
+        free_scenes=2,
         mix_pairs=3,
         strengths=(2.0,),
         classifier=quick,

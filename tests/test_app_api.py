@@ -76,18 +76,19 @@ def test_load_example_edit_undo_reset(client, server):
 
 
 def test_sliders_say_what_they_measurably_do(server):
-    """Captions measured at precompute time (soda.sliders): every named slider has one; a section slider is labelled
-    by the factor it moves most (a toy model's figures mean nothing; the mechanics do)."""
+    """Captions measured at precompute time (soda.sliders): every named slider has one; a label-free slider is
+    labelled by the factor it moves most (a toy model's figures mean nothing; the mechanics do)."""
     m = server[1].get()
     named = [s for s in m.slots if s and s.startswith("label.")]
     assert len(named) == 9 and all("moves it in" in m.infos[s] and "keeps the rest" in m.infos[s] for s in named)
     effects = m.assets.meta["slider_effects"]
     for i, s in enumerate(m.slots):
-        if s and s.startswith("section"):
-            got = effects["sections"][s]
+        if s and s.startswith("free"):
+            got = effects["free"][s]
             assert m.infos[s] == got["caption"]
             factor = (got["factor"] or "").replace("_", " ")
-            assert m.slot_labels[i] == f"S{s[7]} PC{s[-1]}" + (f" · {factor}" if factor else "")
+            assert m.slot_labels[i] == f"D{s[4:]}" + (f" · {factor}" if factor else "")
+    assert sum(1 for s in m.slots if s and s.startswith("free")) == m.assets.free_dirs.shape[0]
 
 
 def test_traverse_interpolate_mix(client):

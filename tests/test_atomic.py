@@ -4,6 +4,7 @@ hidden behind; a crash state is repaired in both directions."""
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
@@ -141,3 +142,15 @@ def test_remove_dir_and_is_writable(tmp_path):
     assert list(tmp_path.iterdir()) == []
     assert atomic.is_writable(tmp_path / "not" / "yet")
     assert not atomic.is_writable(tmp_path / "hub" / "models--a--b" / "snapshots" / "abc")
+
+
+def test_replace_dir_leaves_shared_file_modes(tmp_path):
+    """A writer that creates its file private (safetensors goes through a 0600 temp file) still leaves a folder
+    anyone may read: the explorer's assets were left 0600 after a rewrite (issue 25)."""
+
+    def fill(tmp):
+        (tmp / "a.bin").write_bytes(b"x")
+        os.chmod(tmp / "a.bin", 0o600)
+
+    out = atomic.replace_dir(tmp_path / "d", fill)
+    assert stat.S_IMODE((out / "a.bin").stat().st_mode) == 0o644

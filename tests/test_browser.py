@@ -259,8 +259,9 @@ def test_interpolate_and_mix_start_from_the_editors_image(page):
 def test_take_a_factor_from_b_ticks_the_sections_measured_to_carry_it(page, app):
     """The Mix panel names, per section, the factors whose measured carriers include it (soda.precompute decodes
     mixes of held-out pairs), and 'Take a factor from B' ticks exactly those sections."""
-    from app.views_panel import mix_carriers
     from helpers import KNOWN_CARRIERS
+
+    from app.views_panel import mix_carriers
 
     # the fixture writes known carriers over the measured ones (a random tiny model's are a coin toss per processor)
     assert mix_carriers(app[1].get()) == KNOWN_CARRIERS

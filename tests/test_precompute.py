@@ -33,9 +33,11 @@ def test_compute_store_and_reload(ckpt, cache):
     assert a.example_latents.shape == (6, model.z_dim) and len(a.example_captions) == 6
     assert a.map_latents.shape == (48, model.z_dim) and a.map_factors.shape == (48, 6)
     assert a.section_dirs.shape == (model.n_sections, 3, model.z_dim)
+    n_free = min(21, model.z_dim)  # the label-free sliders (soda.sliders.labelfree) and where each acts
+    assert a.free_dirs.shape == (n_free, model.z_dim) and a.free_maps.shape == (n_free, 16, 16)
     assert a.factor_names[0] == "floor_hue" and "shape: sphere" in a.named_labels
     b = precompute.load_or_compute(model, n_examples=6, n_map=48)  # found again, not recomputed
-    for k in ("example_latents", "section_dirs", "named_dirs", "map_latents", "pca_axes", "ood_precision"):
+    for k in ("example_latents", "section_dirs", "free_dirs", "free_maps", "named_dirs", "map_latents", "pca_axes"):
         assert torch.equal(getattr(a, k), getattr(b, k)), k
     assert (a.examples == b.examples).all() and b.example_captions == a.example_captions
     assert b.fingerprint == a.fingerprint == precompute.weights_fingerprint(ckpt)

@@ -244,8 +244,8 @@ def test_captions():
     wheel = SL.caption(1.0, 0.81, spec, unit=SL.HueRotation.unit)
     assert wheel == "object hue to blue (- yellow), one hue step per unit: moves it in 100%, keeps the rest in 81%"
     assert SL.caption(None, 0.95, E.spec_for_label("shape: sphere")).startswith("weak: shape: sphere: moves it in n/a")
-    assert SL.pc_caption("floor_hue", 0.63, 0.8) == "moves floor hue in 63%, keeps the rest in 80%"
-    assert SL.pc_caption("scale", 0.1, 0.9).startswith("weak: ") and SL.pc_caption(None, 0, 1).startswith("weak")
+    assert SL.free_caption("floor_hue", 0.63, 0.8) == "moves floor hue in 63%, keeps the rest in 80%"
+    assert SL.free_caption("scale", 0.1, 0.9).startswith("weak: ") and SL.free_caption(None, 0, 1).startswith("weak")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -267,7 +267,7 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
     assets = precompute.load_or_compute(model, n_examples=4, n_map=64)
     assert assets.named_labels == [s.label for s in E.default_specs()]  # the world's sliders, from soda.sliders
     eff = SL.ensure_measured(
-        model, assets, n_scenes=2, pc_scenes=2, mix_pairs=3, strengths=(2.0,), save=precompute.persist_measurement
+        model, assets, n_scenes=2, free_scenes=2, mix_pairs=3, strengths=(2.0,), save=precompute.persist_measurement
     )
     assert set(eff["named"]) == set(assets.named_labels)
     for r in eff["named"].values():
@@ -280,8 +280,8 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
         scores = {m: SL._score(r["effect"], r["preservation"]) for m, r in table.items()}
         scores[SL.SHIPPED] = (scores[SL.SHIPPED][0] + SL.CHOICE_MARGIN, scores[SL.SHIPPED][1])
         assert scores[method] == max(scores.values())
-    n_pc = int((assets.section_dirs.norm(dim=-1) > 0).sum())
-    assert len(eff["sections"]) == n_pc
+    assert len(eff["free"]) == assets.free_dirs.shape[0]  # every label-free slider measured
+    assert set(eff["free_best"]) == set(E.FACTORS)
     # the Mix panel's carriers: every set of up to 3 sections decoded on 3 pairs, each factor given a set (or none
     # where no pair differs on it)
     mix, K = eff["mixing"], model.n_sections
@@ -296,14 +296,14 @@ def test_measured_captions_are_stored_with_the_assets_and_shown_by_the_app(
     assert SL.ensure_measured(model, again, n_scenes=1) is again.meta["slider_effects"]
     m = make_loaded("k", model, again)
     assert m.infos["label.object_hue +"] == eff["named"]["object_hue +"]["caption"]
-    name = "section0.pc1"
+    name = "free1"
     i = m.slots.index(name)
-    fac = eff["sections"][name]["factor"]
-    assert m.infos[name] == eff["sections"][name]["caption"]
-    assert m.slot_labels[i] == "S0 PC1" + (f" · {fac.replace('_', ' ')}" if fac else "")
+    fac = eff["free"][name]["factor"]
+    assert m.infos[name] == eff["free"][name]["caption"]
+    assert m.slot_labels[i] == "D1" + (f" · {fac.replace('_', ' ')}" if fac else "")
     # assets without a measurement: no caption, the raw labels
     plain = make_loaded("k", model, precompute.compute_assets(model, n_examples=2, n_map=32))
-    assert plain.infos == {} and plain.slot_labels[i] == "S0 PC1"
+    assert plain.infos == {} and plain.slot_labels[i] == "D1"
 
 
 def test_folder_assets_are_not_measured(tmp_path):

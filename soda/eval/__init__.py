@@ -20,13 +20,14 @@ try:
     from soda.eval.image_metrics import psnr, ssim
     from soda.eval.mig import discretize, mig
     from soda.eval.probes import knn_probe, linear_probe, multilabel_probe
-    from soda.eval.sections import section_codes
+    from soda.eval.sections import group_rows, section_codes
 
     _MISSING: ImportError | None = None
 except ImportError as e:  # an optional dependency is missing: the metrics fail when asked for, not at import
     _MISSING = e
 
 __all__ = [
+    "group_rows",
     "LPIPS",
     "InceptionFeatures",
     "dci",

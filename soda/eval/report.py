@@ -109,6 +109,10 @@ BARS = {  # the world32 bars of the checkpoint issue (held-out scenes, 32 px)
         lambda m: m["edits"]["sliders"]["sliders"]["floor_hue +"]["preservation"],
         0.8,
     ),
+    # issue 21: sliders found without labels (the explorer's label-free sliders; labels only score)
+    "factors reached by a label-free slider (of 6)": (lambda m: m["labelfree"]["met"], 6),
+    "section DCI disentanglement (PC1 per section)": (lambda m: m["dci_sections"]["disentanglement"], 0.6),
+    "DCI disentanglement (z), issue 21": (lambda m: m["dci"]["disentanglement"], 0.85),
 }
 
 
@@ -179,6 +183,45 @@ def clip_section(clip: dict | None) -> list[str]:
         clip["markdown"],
         "",
     ]
+
+
+def labelfree_section(lf: dict) -> list[str]:
+    """The report's section on the label-free sliders (soda.eval.runner.run_labelfree)."""
+    bar = lf["bar"]
+    lines = [
+        "## Sliders found without labels",
+        "",
+        f"The {lf['n_shown']} label-free sliders the explorer shows ({lf['directions_from']}), each decoded at "
+        f"strengths {', '.join(f'{x:g}' for x in lf['strengths'])} std on {lf['n_scenes']} held-out scenes "
+        f"({lf['steps']} decoder steps); the factor classifiers read every edit. Per factor, the shown slider with "
+        f"the largest min(effect, keeps): effect = how often the factor's class changes, keeps = how often every "
+        f"other factor keeps its class. Reached = effect >= {bar['effect']:.0%} and keeps >= {bar['keeps']:.0%}. "
+        "Labels score here; they never chose a direction.",
+        "",
+        "| factor | best slider | effect | keeps the rest | reached |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for f, b in lf["best"].items():
+        lines.append(f"| {f} | {b['name']} | {b['effect']:.2f} | {b['keeps']:.2f} | {'yes' if b['met'] else 'no'} |")
+    lines += ["", f"Factors reached: **{lf['met']} of {len(lf['best'])}**.", ""]
+    if "section_dci_k" in lf:
+        d = lf["section_dci_k"]
+        lines.append(
+            f"Section-level DCI: PC1 per section {lf.get('section_dci_pc1', float('nan')):.3f}; the top {d['k']} PCs "
+            f"per section, importances summed per section (FDAE's group protocol): disentanglement "
+            f"{d['disentanglement']:.3f}, completeness {d['completeness']:.3f}, informativeness "
+            f"{d['informativeness_test']:.3f}."
+        )
+    if lf.get("mix_hues"):
+        cells = ", ".join(
+            f"{f.replace('_', ' ')} {_num(v['follow'])} / {_num(v['keep'])}" for f, v in lf["mix_hues"].items()
+        )
+        lines.append(f"Mix panel, 'take a factor from B' for each hue (follows / keeps): {cells}.")
+    return [*lines, ""]
+
+
+def _num(x) -> str:
+    return "n/a" if x is None else f"{x:.2f}"
 
 
 def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dict, clip: dict | None = None) -> Path:
@@ -295,6 +338,8 @@ def write_report(out: Path, name: str, m: dict, files: dict[str, str], card: dic
         from .edits import edits_section
 
         lines += edits_section(m["edits"], files)
+    if "labelfree" in m:
+        lines += labelfree_section(m["labelfree"])
     if clip is not None:
         lines += clip_section(clip)
     lines += ["## Timings (s)", "", ", ".join(f"{k} {v}" for k, v in m["timings_s"].items()), ""]

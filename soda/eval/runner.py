@@ -196,6 +196,14 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
         m["timings_s"]["edits"] = round(time.time() - t4, 1)
         if figures is not None:
             figures["edits"] = edit_figs
+    # ---- label-free sliders: what a person without labels gets (the explorer's label-free sliders) ----
+    if sizes.edit_scenes > 0 and model.cfg.kind == "soda" and sec > 1:
+        t5 = time.time()
+        m["labelfree"], _ = run_labelfree(
+            model, codes[:ntr], codes[ntr:], fac[:ntr], fac[ntr:], sizes, mixing=(m.get("edits") or {}).get("mixing")
+        )
+        m["labelfree"]["section_dci_pc1"] = m["dci_sections"]["disentanglement"]
+        m["timings_s"]["labelfree"] = round(time.time() - t5, 1)
     if figures is not None:
         figures["recon"] = (rec_set["images"][:8], rec[:8])
         figures["codes"], figures["factors"] = codes, fac
@@ -203,3 +211,81 @@ def run_all(model, sizes: EvalSizes, progress: Progress = _noop, figures: dict |
         figures["example"] = (dset["images"][:2], dset["rays"][:2] if dset.get("rays") is not None else None)
     m["timings_s"]["total"] = round(time.time() - t0, 1)
     return m
+
+
+SECTION_K = 3  # principal components per section in the group-wise section DCI (FDAE's protocol)
+
+
+def run_labelfree(
+    model,
+    codes_train: np.ndarray,
+    codes_test: np.ndarray,
+    factors_train: np.ndarray,
+    factors_test: np.ndarray,
+    sizes: EvalSizes,
+    mixing: dict | None = None,
+    section_k: int = SECTION_K,
+    classifier: dict | None = None,
+) -> tuple[dict, torch.Tensor]:
+    """The label-free step: the explorer's label-free sliders (fitted on ``codes_train`` alone when no cached
+    explorer assets hold them; the factors are never passed to the fit) scored per factor on decoded held-out scenes
+    (soda.sliders.labelfree.labelfree_scores: effect = the factor's class changes, keeps = every other factor keeps
+    its class), section DCI with ``section_k`` principal components per section, and the Mix panel's hue carriers'
+    follow / keep from the edit step's ``mixing`` (``classifier``: settings of the factor classifiers) -> (metrics,
+    the directions scored)."""
+    from ..clip.factors import load_or_train_factor_classifiers
+    from ..data.views import world_eval_set
+    from ..paths import cache_root
+    from ..sliders.labelfree import MET_EFFECT, MET_KEEP, labelfree_scores
+    from . import dci, group_rows, section_codes
+    from .edits import CIRCULAR
+    from .shipped import shipped_free_sliders
+
+    D, where = shipped_free_sliders(model, torch.from_numpy(np.asarray(codes_train)).float())
+    clf = load_or_train_factor_classifiers(model.res, cache_root() / "factor-classifiers", **(classifier or {}))
+    scenes = world_eval_set(2 * sizes.edit_scenes, model.res, split="test", seed=sizes.seed + 5, camera="fixed")
+    z = torch.from_numpy(encode_set(model, scenes["images"], scenes["rays"])).float()
+    steps = model.cfg.diffusion.preview_steps
+    strengths = [float(x) for x in sizes.edit_strengths.split(",")]
+    sc = labelfree_scores(
+        lambda zz: api_decode(model, zz, steps, sizes.seed),
+        clf.predict,
+        z,
+        D,
+        strengths,
+        names=[f"free{i + 1}" for i in range(D.shape[0])],
+    )
+    out = {
+        "directions_from": where,
+        "n_shown": int(D.shape[0]),
+        "n_scenes": int(z.shape[0]),
+        "strengths": strengths,
+        "steps": steps,
+        "bar": {"effect": MET_EFFECT, "keeps": MET_KEEP},
+        **sc,
+    }
+    sec = model.n_sections
+    if sec > 1 and model.z_dim // sec >= section_k:
+        ktr, kte = section_codes(codes_train, sec, section_k), section_codes(codes_test, sec, section_k)
+        r = dci(ktr, factors_train, kte, factors_test)
+        grouped = dci_scores_of(group_rows(r["importance_matrix"], section_k))
+        out["section_dci_k"] = {"k": section_k, **grouped, "informativeness_test": r["informativeness_test"]}
+    if mixing:
+        out["mix_hues"] = {
+            f: {"follow": mixing["effect"].get(f), "keep": mixing["preservation"].get(f)}
+            for f in CIRCULAR
+            if f in mixing.get("effect", {})
+        }
+    return out, D
+
+
+def api_decode(model, z: torch.Tensor, steps: int, seed: int) -> torch.Tensor:
+    from .. import api
+
+    return api.decode(model, z, steps=steps, seed=seed)
+
+
+def dci_scores_of(R: np.ndarray) -> dict:
+    from . import dci_scores
+
+    return {k: float(v) for k, v in dci_scores(R).items()}

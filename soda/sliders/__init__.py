@@ -44,13 +44,14 @@ is importable from here.
 """
 
 from .captions import (
+    FREE_WEAK,
     MEASURE_DEFAULTS,
-    PC_WEAK,
     WEAK_EFFECT,
     caption,
+    ensure_free_measured,
     ensure_measured,
+    free_caption,
     measure_for_assets,
-    pc_caption,
 )
 from .choose import CANDIDATES, CHOICE_MARGIN, choose_directions
 from .choose import _score as _score  # the choice's ranking, for tests
@@ -100,13 +101,14 @@ __all__ = [
     "ROTATE_METHODS",
     "MEASURE_DEFAULTS",
     "METHODS",
-    "PC_WEAK",
+    "FREE_WEAK",
     "SHIPPED",
     "WEAK_EFFECT",
     "caption",
     "carrier_mask",
     "choose_directions",
     "differentiable_decoder",
+    "ensure_free_measured",
     "ensure_measured",
     "fit_directions",
     "fit_rotation",
@@ -118,7 +120,7 @@ __all__ = [
     "logistic_direction",
     "mean_direction",
     "measure_for_assets",
-    "pc_caption",
+    "free_caption",
     "project_out",
     "projected_directions",
     "refine_direction",

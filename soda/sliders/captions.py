@@ -42,19 +42,19 @@ def caption(
 
 
 # ------------------------------------------------------------------------------------------------------------
-# Precompute: measure the shipped sliders and the section-PC sliders once, store captions with the assets
+# Precompute: measure the shipped sliders and the label-free sliders once, store captions with the assets
 # ------------------------------------------------------------------------------------------------------------
 
 MEASURE_DEFAULTS = {
     "n_scenes": 16,  # held-out scenes for the named sliders
-    "pc_scenes": 8,  # held-out scenes for the section-PC sliders (more sliders, a rougher figure)
+    "free_scenes": 16,  # held-out scenes for the label-free sliders
     "strengths": (-2.0, -1.0, 1.0, 2.0),
     "steps": None,  # decoder steps (default: the model's preview steps)
     "seed": 0,
     "classifier": {},  # settings for soda.clip.factors.load_or_train_factor_classifiers
     "candidates": CANDIDATES,  # direction methods measured per slider before the captions (ensure_measured)
     "select_scenes": 12,  # held-out scenes for that choice (neither the captions' nor soda.eval's)
-    "pc_strengths": (-2.0, 2.0),  # the section-PC sliders' strengths
+    "free_strengths": (-2.0, -1.0, 1.0, 2.0),  # the label-free sliders' strengths (std)
     "mix_pairs": 16,  # scene pairs whose decoded mixes choose each factor's sections (the Mix panel); 0 skips
 }
 
@@ -63,33 +63,68 @@ def _named(values) -> dict:
     return dict(zip(FACTORS, [None if math.isnan(float(x)) else float(x) for x in values], strict=True))
 
 
-PC_WEAK = 0.25  # a section-PC slider whose most-moved factor changes in fewer edits than this is weak
+FREE_WEAK = 0.25  # a label-free slider whose most-moved factor changes in fewer edits than this is weak
 
 
-def pc_caption(factor: str | None, change: float, preservation: float) -> str:
+def free_caption(factor: str | None, change: float, preservation: float) -> str:
     """'moves object hue in 63%, keeps the rest in 80%', or 'weak: ...' when the top factor rarely moves."""
     if factor is None:
         return "weak: moves no factor measurably"
     line = f"moves {factor.replace('_', ' ')} in {change:.0%}, keeps the rest in {preservation:.0%}"
-    return ("weak: " if change < PC_WEAK else "") + line
+    return ("weak: " if change < FREE_WEAK else "") + line
+
+
+def measure_free(
+    decode: Callable, classify: Callable, z: torch.Tensor, free_dirs: torch.Tensor, strengths: Sequence[float]
+) -> tuple[dict, dict]:
+    """Every label-free slider of ``free_dirs`` (M, z_dim) decoded at ``strengths`` on scenes z -> ({"free{i}": the
+    factor it moves most, how often, how often the rest is kept, its caption}, per factor the slider that moves it
+    most cleanly (soda.sliders.labelfree.best_per_factor))."""
+    from ..eval.edits import edit_latents
+    from .labelfree import best_per_factor, direction_outcomes
+
+    names = [f"free{i + 1}" for i in range(free_dirs.shape[0])]
+    before = classify(decode(z))
+    s = [float(x) for x in strengths]
+    lat = edit_latents(z, free_dirs, s).reshape(-1, z.shape[1])
+    imgs = torch.cat([decode(lat[i : i + 64]) for i in range(0, lat.shape[0], 64)])
+    after = classify(imgs).reshape(len(names), len(s), z.shape[0], -1)
+    o = direction_outcomes(before, after)
+    out = {}
+    for i, name in enumerate(names):
+        moved = o["changes"][i].nan_to_num(0)
+        top = int(moved.argmax()) if float(moved.max()) > 0 else None
+        change = float(moved[top]) if top is not None else 0.0
+        pres = float(o["keeps"][i, top]) if top is not None else 1.0
+        factor = FACTORS[top] if top is not None else None
+        out[name] = {
+            "factor": factor,
+            "change": change,
+            "preservation": pres,
+            "weak": factor is None or change < FREE_WEAK,
+            "changes": _named(o["changes"][i].tolist()),
+            "caption": free_caption(factor, change, pres),
+        }
+    return out, best_per_factor(o["changes"], o["keeps"], names)
 
 
 def measure_for_assets(
     model,
     named_dirs,
     named_labels: Sequence[str],
-    section_dirs: torch.Tensor,
+    free_dirs: torch.Tensor | None,
     cache=None,
     progress: Progress | None = None,
     **sizes,
 ) -> dict:
-    """Measure the named sliders (effect / preservation against their promise) and every section-PC slider (which
-    factor it moves most, how often, and how often the rest is kept) on decoded held-out scenes -> the JSON stored
-    as ``slider_effects`` in the explorer assets (captions included). Sizes: MEASURE_DEFAULTS."""
+    """Measure the named sliders (effect / preservation against their promise) and every label-free slider of
+    ``free_dirs`` (M, z_dim) (which factor it moves most, how often, and how often the rest is kept; per factor the
+    slider that moves it most cleanly) on decoded held-out scenes -> the JSON stored as ``slider_effects`` in the
+    explorer assets (captions included). Sizes: MEASURE_DEFAULTS."""
     from .. import api
     from ..clip.factors import load_or_train_factor_classifiers
     from ..data.views import world_eval_set
-    from ..eval.edits import change_rates, comparable, measure_carriers, measure_sliders, spec_for_label
+    from ..eval.edits import measure_carriers, measure_sliders, spec_for_label
     from ..paths import cache_root
 
     opt = {**MEASURE_DEFAULTS, **sizes}
@@ -99,7 +134,7 @@ def measure_for_assets(
     store = cache if cache is not None else cache_root() / "factor-classifiers"
     say(0.0, "factor classifiers")
     clf = load_or_train_factor_classifiers(model.res, store, **opt["classifier"])
-    n = max(int(opt["n_scenes"]), int(opt["pc_scenes"]), int(opt["mix_pairs"]))
+    n = max(int(opt["n_scenes"]), int(opt["free_scenes"]), int(opt["mix_pairs"]))
     data = world_eval_set(n, model.res, split="test", seed=int(opt["seed"]) + 7, camera="fixed")
     z = api.encode(model, data["images"])
 
@@ -110,12 +145,12 @@ def measure_for_assets(
         "method": SHIPPED,
         "strengths": strengths,
         "n_scenes": int(opt["n_scenes"]),
-        "pc_scenes": int(opt["pc_scenes"]),
-        "pc_strengths": [float(x) for x in opt["pc_strengths"]],
+        "free_scenes": int(opt["free_scenes"]),
+        "free_strengths": [float(x) for x in opt["free_strengths"]],
         "steps": steps,
         "classifier_accuracy": dict(clf.accuracy),
         "named": {},
-        "sections": {},
+        "free": {},
     }
     pairs = [(k, spec_for_label(lab)) for k, lab in enumerate(named_labels)]
     pairs = [(k, s) for k, s in pairs if s is not None]
@@ -136,41 +171,13 @@ def measure_for_assets(
                 "caption": caption(eff, pres, s, WEAK_EFFECT, unit=getattr(dirs[k], "unit", None)),
                 "changes": _named(sc.changes[k]),
             }
-    # section-PC sliders: no promise; the factor they move most names them
-    names, D = [], []
-    for k in range(section_dirs.shape[0]):
-        for c in range(section_dirs.shape[1]):
-            if float(section_dirs[k, c].norm()) > 0:
-                names.append(f"section{k}.pc{c + 1}")
-                D.append(section_dirs[k, c])
-    if D:
-        zp = z[: opt["pc_scenes"]]
-        rec = decode(zp)
-        before = clf.predict(rec)
-        pcs = [float(x) for x in opt["pc_strengths"]]
-        lat = zp[None, None] + torch.tensor(pcs)[None, :, None, None] * torch.stack(D)[:, None, None, :]
-        flat = lat.reshape(-1, zp.shape[1])
-        imgs = torch.cat([decode(flat[i : i + 64]) for i in range(0, flat.shape[0], 64)])
-        after = clf.predict(imgs).reshape(len(D), len(pcs), zp.shape[0], -1)
-        for i, name in enumerate(names):
-            b = before[None].expand_as(after[i])
-            rates = change_rates(b, after[i])
-            moved = rates.nan_to_num(0)
-            top = int(moved.argmax()) if float(moved.max()) > 0 else None
-            same = (after[i] == b) | ~comparable(b, after[i])
-            keep = [g for g in range(len(FACTORS)) if g != top]
-            pres = float(same[..., keep].all(-1).float().mean())
-            change = float(rates[top]) if top is not None else 0.0
-            factor = FACTORS[top] if top is not None else None
-            out["sections"][name] = {
-                "factor": factor,
-                "change": change,
-                "preservation": pres,
-                "weak": factor is None or change < PC_WEAK,
-                "changes": _named(rates.tolist()),
-                "caption": pc_caption(factor, change, pres),
-            }
-            say(0.5 + 0.4 * (i + 1) / len(names), "measuring the section sliders")
+    # label-free sliders: no promise; the factor they move most names them, and per factor the slider that moves it
+    # most cleanly is the evaluation's figure (soda.sliders.labelfree; labels score here, they never chose)
+    if free_dirs is not None and free_dirs.shape[0]:
+        out["free"], out["free_best"] = measure_free(
+            decode, clf.predict, z[: opt["free_scenes"]], free_dirs, opt["free_strengths"]
+        )
+        say(0.9, "measured the label-free sliders")
     if getattr(model, "n_sections", 1) > 1 and opt["mix_pairs"] > 1:
         # the Mix panel's "take a factor from B": the sections that carry it, measured on decoded mixes of scene
         # pairs (these scenes, each with the next), not read from the encoder's importance
@@ -236,7 +243,7 @@ def ensure_measured(
         model,
         assets.named_sliders(),
         assets.named_labels,
-        assets.section_dirs,
+        assets.free_dirs,
         progress=lambda f, s: say((0.6 if chosen else 0.0) + (0.4 if chosen else 1.0) * f, s),
         **sizes,
     )
@@ -246,3 +253,34 @@ def ensure_measured(
     if save is not None:
         save(assets, directions_changed=bool(chosen))
     return eff
+
+
+def ensure_free_measured(model, assets, progress: Progress | None = None, **sizes) -> bool:
+    """Measure the label-free sliders of procedural-world ``assets`` whose stored measurement predates them (the
+    named sliders' measurement is kept) -> whether a measurement was added (the caller saves the assets)."""
+    eff = assets.meta.get("slider_effects")
+    if not eff or assets.free_dirs is None or eff.get("free"):
+        return False
+    from .. import api
+    from ..clip.factors import load_or_train_factor_classifiers
+    from ..data.views import world_eval_set
+    from ..paths import cache_root
+
+    opt = {**MEASURE_DEFAULTS, **sizes}
+    say = progress or (lambda f, s: None)
+    clf = load_or_train_factor_classifiers(model.res, cache_root() / "factor-classifiers", **opt["classifier"])
+    data = world_eval_set(int(opt["free_scenes"]), model.res, split="test", seed=int(opt["seed"]) + 7, camera="fixed")
+    steps = opt["steps"] or model.cfg.diffusion.preview_steps
+    say(0.0, "measuring the label-free sliders")
+    eff["free"], eff["free_best"] = measure_free(
+        lambda zz: api.decode(model, zz, steps=steps, seed=int(opt["seed"])),
+        clf.predict,
+        api.encode(model, data["images"]),
+        assets.free_dirs,
+        opt["free_strengths"],
+    )
+    eff["free_scenes"], eff["free_strengths"] = int(opt["free_scenes"]), [float(x) for x in opt["free_strengths"]]
+    for old in ("sections", "pc_scenes", "pc_strengths"):  # the section-PC sliders' captions: no longer shown
+        eff.pop(old, None)
+    say(1.0, "done")
+    return True

@@ -1,0 +1,62 @@
+"""Compare label-free slider methods (soda.sliders.labelfree) on one procedural-world checkpoint at equal decode
+budget: every method's directions are fitted on ``--fit`` encoded held-out scenes (seed 11, no labels read) and scored
+on ``--scenes`` other held-out scenes (seed 5) at strengths -2, -1, +1, +2 std with ``--steps`` decoder steps; the
+factor classifiers only score. Prints one row per method: factors reached (moves >= 80%, keeps the rest >= 90%) and,
+per factor, the best shown direction's effect / keep.
+
+    python scripts/compare_labelfree.py CKPT [--methods pca_section,ica_z,sefa] [--n 21] [--out runs/labelfree.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ckpt")
+    ap.add_argument("--methods", default="pca_section,ica_section,ica_z,sefa")
+    ap.add_argument("--n", type=int, default=21, help="directions per whole-z method (per-section: 3 each)")
+    ap.add_argument("--fit", type=int, default=2000)
+    ap.add_argument("--scenes", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=1)
+    ap.add_argument("--out", default="")
+    a = ap.parse_args()
+    from soda import api
+    from soda.clip.factors import load_or_train_factor_classifiers
+    from soda.data.views import world_eval_set
+    from soda.eval.edits import FACTORS
+    from soda.paths import cache_root
+    from soda.sliders.labelfree import fit_label_free, labelfree_scores
+
+    model = api.load_model(a.ckpt)
+    clf = load_or_train_factor_classifiers(model.res, cache_root() / "factor-classifiers")
+    fit = world_eval_set(a.fit, model.res, split="test", seed=11, camera="fixed")
+    Zf = api.encode(model, fit["images"])
+    meas = world_eval_set(a.scenes, model.res, split="test", seed=5, camera="fixed")
+    Zm = api.encode(model, meas["images"])
+    slices = api.section_slices(model)
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        return api.decode(model, z, steps=a.steps, seed=0)
+
+    res = {}
+    for m in a.methods.split(","):
+        t = time.time()
+        D = fit_label_free(Zf, slices, m, n=a.n, decode=decode)
+        tf = time.time() - t
+        sc = labelfree_scores(decode, clf.predict, Zm, D)
+        res[m] = {"n": int(D.shape[0]), "fit_s": round(tf, 1), "score_s": round(time.time() - t - tf, 1), **sc}
+        cells = " | ".join(f"{sc['best'][f]['effect']:.2f} / {sc['best'][f]['keeps']:.2f}" for f in FACTORS)
+        print(f"| {m} ({D.shape[0]}) | {sc['met']} | {cells} |  fit {tf:.0f}s", flush=True)
+    if a.out:
+        Path(a.out).write_text(json.dumps(res, indent=1))
+
+
+if __name__ == "__main__":
+    main()
