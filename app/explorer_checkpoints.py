@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from soda import api, precompute
+from soda import steps as decode_steps
 from soda.config import ConfigError
 from soda.model.io import HUB_ID
 
@@ -120,10 +121,12 @@ class CheckpointStore:
         n_params = sum(p.numel() for p in model.parameters())
         data = f"{full.data.dataset} ({full.data.mode}, {cfg.res} px)" if full is not None else f"{cfg.res} px"
         cams = "yes (azimuth / elevation / radius)" if model.uses_cameras else "no"
+        steps = decode_steps.choice(model, m.assets)
+        how = "measured" if steps["source"] == "measured" else f"from {steps['source']}"
         lines = [
             f"**{Path(key).name or key}** · data: {data} · z: {model.z_dim} = {model.n_sections} sections x "
             f"{model.section_dim} · cameras: {cams} · {n_params / 1e6:.2f} M parameters · steps: "
-            f"{cfg.diffusion.sample_steps} full / {cfg.diffusion.preview_steps} preview · device: {self.device}, "
+            f"{steps['full']} full / {steps['preview']} preview ({steps['sampler']}, {how}) · device: {self.device}, "
             f"{torch.get_num_threads()} threads",
         ]
         try:

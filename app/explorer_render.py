@@ -14,10 +14,13 @@ import numpy as np
 import torch
 
 from soda import api
+from soda import steps as decode_steps
 
 from .loaded import N_SLOTS, ExplorerError, Loaded, check_seed
 
 CACHE_IMAGES = 256  # decoded images kept (least recently used dropped first)
+QUALITIES = ("preview", "full", "reference")  # the header's Quality choices
+REFERENCE = "reference"  # the config's full steps (50): what the measured steps are compared with
 
 
 class Renderer:
@@ -25,7 +28,7 @@ class Renderer:
 
     def __init__(self, cache_images: int = CACHE_IMAGES):
         self.cache_images = cache_images
-        self.cache: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (key, z bytes, steps, seed, camera) -> image
+        self.cache: OrderedDict[tuple, np.ndarray] = OrderedDict()  # (key, z, steps, sampler, seed, camera) -> image
         self._lock = threading.Lock()
 
     @staticmethod
@@ -59,18 +62,35 @@ class Renderer:
 
     @staticmethod
     def steps(m: Loaded, quality: str) -> int:
-        """'preview' -> the checkpoint's preview steps, anything else -> its full sample steps."""
-        d = m.model.cfg.diffusion
-        return int(d.preview_steps if quality == "preview" else d.sample_steps)
+        """'preview' / 'full' -> the checkpoint's measured steps of that quality (soda.steps: chosen by
+        ``python -m soda.precompute``; the config's preview / sample steps when not measured or overridden),
+        'reference' -> the config's sample steps (the 50-step render the measurement compares with)."""
+        if quality == REFERENCE:
+            return int(m.model.cfg.diffusion.sample_steps)
+        return decode_steps.steps_for(m.model, quality, m.assets)
+
+    @staticmethod
+    def steps_info(m: Loaded) -> str:
+        """One line under the Quality control: the steps of each choice and where they come from."""
+        c = decode_steps.choice(m.model, m.assets)
+        why = {"measured": "measured", "config": "the checkpoint's config"}.get(c["source"], c["source"])
+        ref = int(m.model.cfg.diffusion.sample_steps)
+        return f"steps: {c['preview']} / {c['full']} / {ref} ({why}, {c['sampler']})"
+
+    @staticmethod
+    def sampler(m: Loaded) -> str:
+        """The sampler of every render: the one the steps were measured for (soda.steps), else DDIM."""
+        return decode_steps.choice(m.model, m.assets)["sampler"]
 
     def decode(self, m: Loaded, z: torch.Tensor, steps: int, seed, camera: api.Camera | None = None) -> np.ndarray:
         """(B, z_dim) -> (B,H,W,3) uint8, through a small cache (sliders often come back to the same values)."""
         seed = check_seed(seed)
         cam = camera if camera is not None else m.camera
+        sampler = self.sampler(m)
         out = []
         todo = []
         for i in range(z.shape[0]):
-            k = (m.key, z[i].numpy().tobytes(), int(steps), seed, cam)
+            k = (m.key, z[i].numpy().tobytes(), int(steps), sampler, seed, cam)
             with self._lock:
                 hit = self.cache.get(k)
                 if hit is not None:
@@ -80,7 +100,7 @@ class Renderer:
                 todo.append((i, k))
         if todo:
             idx = [i for i, _ in todo]
-            imgs = api.to_uint8(api.decode(m.model, z[idx], camera=cam, steps=int(steps), seed=seed))
+            imgs = api.to_uint8(api.decode(m.model, z[idx], camera=cam, steps=int(steps), seed=seed, sampler=sampler))
             with self._lock:
                 for (i, k), img in zip(todo, imgs, strict=True):
                     out[i] = img
@@ -90,7 +110,7 @@ class Renderer:
         return np.stack(out)
 
     def images(self, m: Loaded, z: torch.Tensor, quality: str, seed, camera: api.Camera | None = None) -> np.ndarray:
-        """``decode`` at the steps of ``quality`` ('preview' or full): (B, z_dim) -> (B,H,W,3) uint8."""
+        """``decode`` at the steps of ``quality`` (``steps``): (B, z_dim) -> (B,H,W,3) uint8."""
         return self.decode(m, z, self.steps(m, quality), seed, camera=camera)
 
     @staticmethod

@@ -11,6 +11,7 @@ import gradio as gr
 from . import clip_panel, edit_panel, export_panel, map_panel, views_panel
 from .common import FOLLOW, PRIVATE, Ctx, guard, protect, quiet_user_errors
 from .explorer import MAX_SEED, Explorer
+from .explorer_render import QUALITIES
 from .uploads import MAX_BYTES, UploadFilter
 
 CONCURRENT_RENDERS = 2  # renders that run at once (plus up to two slider previews); more wait in the queue
@@ -83,10 +84,10 @@ def build_demo(ex: Explorer) -> gr.Blocks:
             )
             open_btn = gr.Button("Open", scale=0, min_width=80)
             quality = gr.Radio(
-                ["preview", "full"],
+                list(QUALITIES),
                 value="full",
                 label="Quality",
-                info=f"steps: {m.model.cfg.diffusion.preview_steps} / {m.model.cfg.diffusion.sample_steps}",
+                info=ex.renderer.steps_info(m),
                 scale=2,
                 elem_id="quality",
             )
@@ -161,7 +162,7 @@ def build_demo(ex: Explorer) -> gr.Blocks:
                 gr.Dropdown(choices=colors, value=colors[0]),
                 gr.HTML(value=map_panel.figure_json(ex, m.key, "PCA", colors[0]), marker=[]),
                 "PCA",
-                gr.Radio(info=f"steps: {m.model.cfg.diffusion.preview_steps} / {m.model.cfg.diffusion.sample_steps}"),
+                gr.Radio(info=ex.renderer.steps_info(m)),
             ]
 
         refresh_out = [

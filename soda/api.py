@@ -98,7 +98,7 @@ def decode(
     rays: torch.Tensor | None = None,
     steps: int | None = None,
     seed: int = 0,
-    sampler: str = "ddim",
+    sampler: str | None = None,
     guidance: float | None = None,
     callback: Callable[[int, int, torch.Tensor], None] | None = None,
     per_row_noise: bool = False,
@@ -106,7 +106,16 @@ def decode(
     """z (B, z_dim) -> images (B,3,H,W) in [-1,1], for any model kind (``model.decode``). The noise is fixed by
     ``seed``: the same for every row (so each row's image is independent of the batch: frames of a traversal or an
     orbit differ only by z or camera), or, with ``per_row_noise``, row i of randn(B,3,H,W) (for reconstructions of
-    different images). ``guidance`` w (default: the checkpoint's) gives eps_c + w (eps_c - eps_u)."""
+    different images). ``guidance`` w (default: the checkpoint's) gives eps_c + w (eps_c - eps_u). ``steps`` None:
+    the checkpoint's full-quality steps (``soda.steps.steps_for``: measured by ``python -m soda.precompute``, else
+    the config's sample_steps); ``sampler`` None: the sampler they were chosen for (DDIM when not measured). Any
+    number of steps may be asked for (``steps=50``: the reference render)."""
+    if steps is None or sampler is None:
+        from .steps import choice
+
+        c = choice(model)
+        steps = c["full"] if steps is None else steps
+        sampler = c["sampler"] if sampler is None else sampler
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler '{sampler}' (choose from {', '.join(SAMPLERS)})")
     b = z.shape[0]

@@ -449,6 +449,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip measuring what each slider does on decoded images (procedural world; the app's slider captions)",
     )
+    p.add_argument(
+        "--no-steps",
+        action="store_true",
+        help="skip choosing the decoder's preview and full-quality steps by measurement (soda.steps; --no-measure "
+        "skips it too)",
+    )
     a = p.parse_args(argv)
     from .config import ConfigError
 
@@ -473,6 +479,10 @@ def main(argv: list[str] | None = None) -> int:
         # assets from before the label-free sliders: add them and their measurement, keep the rest as it was
         if ensure_free_measured(model, assets, progress=report) and assets.folder is not None:
             save_assets(assets, assets.folder, assets.fingerprint)
+    if not (a.no_measure or a.no_steps):  # the fewest decoder steps within soda.steps.TOLERANCES of 50 steps
+        from .steps import ensure_chosen
+
+        ensure_chosen(model, assets, force=a.force, progress=report)
     if a.tsne:
         tsne_map(assets)
     print(f"explorer assets in {assets.folder or '(memory only: no writable folder)'}")

@@ -237,6 +237,7 @@ def run_labelfree(
     from ..data.views import world_eval_set
     from ..paths import cache_root
     from ..sliders.labelfree import MET_EFFECT, MET_KEEP, labelfree_scores
+    from ..steps import edit_steps
     from . import dci, group_rows, section_codes
     from .edits import CIRCULAR
     from .shipped import shipped_free_sliders
@@ -245,7 +246,7 @@ def run_labelfree(
     clf = load_or_train_factor_classifiers(model.res, cache_root() / "factor-classifiers", **(classifier or {}))
     scenes = world_eval_set(2 * sizes.edit_scenes, model.res, split="test", seed=sizes.seed + 5, camera="fixed")
     z = torch.from_numpy(encode_set(model, scenes["images"], scenes["rays"])).float()
-    steps = model.cfg.diffusion.preview_steps
+    steps = edit_steps(model)  # the measured full-quality steps (soda.steps), else the config's preview steps
     strengths = [float(x) for x in sizes.edit_strengths.split(",")]
     sc = labelfree_scores(
         lambda zz: api_decode(model, zz, steps, sizes.seed),

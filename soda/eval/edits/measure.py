@@ -235,19 +235,20 @@ def run_edits(
     """Edit fidelity of a procedural-world SODA checkpoint -> (metrics, figure arrays). ``sliders`` = (directions
     (K, D), specs, where they came from): the named sliders to judge (``soda.eval.shipped.shipped_sliders`` gives the
     ones the explorer ships; required); they are measured on ``n_scenes``
-    other held-out scenes at ``strengths`` (std), decoded with ``steps`` (default: the model's preview steps) and
-    one noise seed. Section mixing swaps one section at a time between those scenes and n_scenes others; the
-    sections expected to carry each factor are ``carriers`` = (per factor the sections, where they came from: the
-    explorer's, chosen on other scenes by decoded mixes, ``soda.eval.shipped.shipped_carriers``), else those of
-    ``section_importance`` (n_sections, F); with neither there is no mixing step."""
+    other held-out scenes at ``strengths`` (std), decoded with ``steps`` (default: ``soda.steps.edit_steps``, the
+    measured full-quality steps) and one noise seed. Section mixing swaps one section at a time between those scenes
+    and n_scenes others; the sections expected to carry each factor are ``carriers`` = (per factor the sections, where
+    they came from: the explorer's, chosen on other scenes by decoded mixes, ``soda.eval.shipped.shipped_carriers``),
+    else those of ``section_importance`` (n_sections, F); with neither there is no mixing step."""
     from ... import api
     from ...clip.factors import load_or_train_factor_classifiers
     from ...data.views import world_eval_set
     from ...paths import cache_root
+    from ...steps import edit_steps
 
     say = progress or (lambda f, s: None)
     t0 = time.time()
-    steps = steps or model.cfg.diffusion.preview_steps
+    steps = steps or edit_steps(model)
     store = cache if cache is not None else cache_root() / "factor-classifiers"
     say(0.0, "factor classifiers")
     clf = load_or_train_factor_classifiers(model.res, store)
