@@ -8,6 +8,7 @@ import gradio as gr
 
 from .common import FOLLOW, HEAVY, LONG, PRIVATE, STATUS_TEMPLATE, Ctx, guard, marker_update, status_text, warn
 from .explorer import COMPONENTS, N_SLOTS, SECTION_SLOTS, SLIDER_SPAN, Loaded, change_map_image
+from .explorer_uncertainty import DEFAULT_SEEDS, MAX_SEEDS
 
 CURRENT = "current edit"  # the editor's image among the image choices of Interpolate and Mix
 
@@ -102,6 +103,14 @@ def build(ctx: Ctx) -> SimpleNamespace:
                 ns.edited = gr.Image(
                     label="Edited", format="png", interactive=False, elem_id="edited", elem_classes="pix", height=200
                 )
+                ns.unc_img = gr.Image(  # what z does not store (app/explorer_uncertainty.py), on request
+                    label="What z does not store (std over noise seeds)",
+                    format="png",
+                    interactive=False,
+                    elem_id="uncertainty-map",
+                    elem_classes="pix",
+                    height=200,
+                )
             ns.info = gr.HTML(  # plain text for API clients; the template draws the PSNR badge in the page
                 status_text({}), html_template=STATUS_TEMPLATE, js_on_load=None, label="Status", elem_id="info"
             )
@@ -112,10 +121,15 @@ def build(ctx: Ctx) -> SimpleNamespace:
                 ns.refine_cancel = gr.Button(  # enabled only while a refine runs
                     "Cancel refine", size="sm", variant="secondary", interactive=False, elem_id="refine-cancel"
                 )
+                ns.unc_go = gr.Button("What z does not store", size="sm", elem_id="uncertainty")
+            ns.unc_note = gr.Markdown("", elem_id="uncertainty-note")
             with gr.Accordion("Refine settings / before-after", open=False):
                 with gr.Row():
                     ns.refine_steps = gr.Slider(5, 200, value=40, step=5, label="Refine steps", elem_id="refine-steps")
                     ns.refine_lr = gr.Slider(0.005, 0.3, value=0.05, step=0.005, label="Learning rate")
+                    ns.unc_k = gr.Slider(
+                        2, MAX_SEEDS, value=DEFAULT_SEEDS, step=1, label="Noise seeds (what z does not store)"
+                    )
                 ns.before_after = gr.ImageSlider(
                     label="Before / after (drag the divider)",
                     type="numpy",
@@ -329,6 +343,19 @@ def wire(ctx: Ctx, ns: SimpleNamespace) -> None:
     ev.then(**render_args, show_progress="hidden", **FOLLOW)
     ev.then(cancel_off, None, ns.refine_cancel, **toggle, **FOLLOW)
     ns.refine_cancel.click(cancel_off, None, ns.refine_cancel, cancels=[ev], **toggle)
+
+    @guard
+    def uncertainty(state, k, seed, quality):
+        heat, _, text = ex.uncertainty(state, k, seed, quality)
+        return heat, text
+
+    ns.unc_go.click(
+        uncertainty,
+        [st, ns.unc_k, seed_in, quality_in],
+        [ns.unc_img, ns.unc_note],
+        api_name="uncertainty",
+        **HEAVY,
+    )
 
     @guard
     def traverse(state, label, span, frames, seed, quality):

@@ -19,6 +19,8 @@ another through ``self``); all share one ``calls`` counter:
 - ``Editor`` (explorer_edit.py): a user's state: load, edit, undo, traverse, refine. Needs checkpoints, renderer.
 - ``LatentMap`` (explorer_map.py): the latent map, its marker and clicks. Needs checkpoints, renderer, editor.
 - ``Views`` (explorer_views.py): interpolate, mix, novel views, orbits. Needs checkpoints, editor, renderer.
+- ``Uncertainty`` (explorer_uncertainty.py): what z does not store, the current edit decoded with K noise seeds.
+  Needs editor, renderer.
 - ``ClipModels`` (explorer_clip_load.py): CLIP weights loaded in the background. Needs the spec and the device.
 - ``ClipTools`` (explorer_clip.py): slider names, prompt sliders, map colouring. Needs checkpoints, CLIP models,
   prompt sliders, latent map.
@@ -37,6 +39,7 @@ from .explorer_edit import Editor
 from .explorer_map import LatentMap
 from .explorer_prompts import PromptSliders
 from .explorer_render import Renderer
+from .explorer_uncertainty import Uncertainty
 from .explorer_views import Views
 from .loaded import (  # noqa: F401 - re-exported for the panels
     COMPONENTS,
@@ -108,6 +111,7 @@ class Explorer:
         self.editor = Editor(self.checkpoints, self.renderer, self.calls)
         self.map = LatentMap(self.checkpoints, self.renderer, self.editor, self.calls)
         self.views = Views(self.checkpoints, self.editor, self.renderer, self.calls)
+        self.what_z = Uncertainty(self.editor, self.renderer, self.calls)
         self.clip_models = ClipModels(clip_spec, device, self.calls)  # nothing is loaded until first use
         self.clip = ClipTools(self.checkpoints, self.clip_models, self.prompts, self.map, self.calls)
 
@@ -144,6 +148,7 @@ class Explorer:
     traversal = _Via("editor")
     refine = _Via("editor")
     edited = _Via("editor")
+    uncertainty = _Via("what_z", "map")  # what z does not store
     # the latent map
     map_coords = _Via("map")
     map_figure = _Via("map")

@@ -127,6 +127,32 @@ def decode(
     return model.decode(z, rays, per_row_noise=per_row_noise, **kw).cpu()
 
 
+UNCERTAINTY_SEEDS = 8  # noise seeds per uncertainty map
+
+
+@torch.no_grad()
+def uncertainty(
+    model: SODA,
+    z: torch.Tensor,
+    k: int = UNCERTAINTY_SEEDS,
+    steps: int | None = None,
+    seed: int = 0,
+    camera: Camera | None = None,
+    sampler: str | None = None,
+) -> torch.Tensor:
+    """What z does not store: one latent (1 or z_dim,) decoded with ``k`` >= 2 noise draws in one batch (row i: row
+    i of randn(k,3,H,W) from ``seed``) -> (H, W), per pixel the standard deviation of the decodes over the noise
+    (population std, root mean square over the colour channels, in units of the image range [0, 1]). Zero where z
+    fixes the pixel; large where the decoder invents detail that z leaves open."""
+    k = int(k)
+    if k < 2:
+        raise ValueError(f"the uncertainty map needs at least 2 noise seeds, got {k}")
+    z = z.reshape(1, -1).expand(k, -1)
+    x = decode(model, z, camera=camera, steps=steps, seed=seed, sampler=sampler, per_row_noise=True)  # (k,3,H,W)
+    x = (x.double().clamp(-1, 1) + 1) / 2
+    return x.var(dim=0, unbiased=False).mean(dim=0).sqrt().float()
+
+
 def reconstruct(model: SODA, images: torch.Tensor, camera: Camera | None = None, **kw) -> torch.Tensor:
     """Encode then decode with the same camera: (B,3,H,W) -> (B,3,H,W) in [-1,1]."""
     return decode(model, encode(model, images, camera), camera=camera, **kw)
