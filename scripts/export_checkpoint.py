@@ -3,6 +3,7 @@
     python scripts/export_checkpoint.py runs/world32-cpu assets/checkpoints/world32 --command "..." [--notes FILE]
 
 Only model.safetensors + config.json (+ README.md, the card) are written; optimizer state never leaves the run folder.
+config.json records the sha256 of model.safetensors (``weights_sha256``), which loading checks.
 The card's numbers come from the run's own files (config.json train metadata, metrics.jsonl) and, when present, the
 evaluation report's metrics.json in the destination folder.
 """
@@ -14,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 from pathlib import Path
 
 
@@ -31,7 +33,7 @@ def main() -> None:
         tmp = dest / f".{f}.tmp"
         shutil.copyfile(run / "ema" / f, tmp)
         os.replace(tmp, dest / f)
-    meta = json.loads((dest / "config.json").read_text())
+    meta = record_weights_hash(dest)
     tr = meta.get("train", {})
     cfg = meta["config"]
     recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
@@ -113,6 +115,23 @@ def main() -> None:
         lines += [Path(a.notes).read_text(), ""]
     (dest / "README.md").write_text("\n".join(x for x in lines if x is not None))
     print(f"wrote {dest}")
+
+
+def record_weights_hash(dest: Path) -> dict:
+    """Record the sha256 of the copied model.safetensors in dest's config.json (what loading checks); a hash that
+    the run's ema/config.json already records must match the copy -> the config.json metadata."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from soda.model.io import HASH_KEY, file_sha256
+
+    meta = json.loads((dest / "config.json").read_text())
+    sha = file_sha256(dest / "model.safetensors")
+    if meta.get(HASH_KEY) not in (None, sha):
+        raise SystemExit(f"error: {dest / 'model.safetensors'} does not match the {HASH_KEY} of the run's config.json")
+    meta[HASH_KEY] = sha
+    tmp = dest / ".config.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, dest / "config.json")
+    return meta
 
 
 def _params(dest: Path) -> int:

@@ -121,15 +121,20 @@ def tsne_fingerprint(file: Path) -> str | None:
 
 def tsne_map(assets, seed: int = 0) -> torch.Tensor:
     """(M, 2) t-SNE of the map latents of ``assets`` (soda.precompute.ExplorerAssets; sklearn), read from the cache
-    folder when present, else computed and stored there (``tsne.safetensors``, tagged with the weights' hash)."""
+    folder when present, else computed and stored there (``tsne.safetensors``, tagged with the weights' hash).
+    Assets shipped with a checkpoint are only read: a t-SNE computed for them goes to the user cache
+    (``assets.save_folder()``)."""
     from safetensors.torch import load_file, save_file
 
     fp = assets.fingerprint
-    file = assets.folder / TSNE_NAME if assets.folder is not None else None
-    if file is not None and file.exists():
+    save_to = assets.save_folder() if hasattr(assets, "save_folder") else assets.folder
+    file = save_to / TSNE_NAME if save_to is not None else None
+    for f in dict.fromkeys(d / TSNE_NAME for d in (assets.folder, save_to) if d is not None):
+        if not f.exists():
+            continue
         try:
-            if tsne_fingerprint(file) == fp:
-                t = load_file(str(file))["tsne"]
+            if tsne_fingerprint(f) == fp:
+                t = load_file(str(f))["tsne"]
                 if t.shape[0] == assets.map_latents.shape[0]:
                     return t
         except (OSError, ValueError, RuntimeError):

@@ -2,13 +2,19 @@
 
 ``load_or_compute(model)`` returns an ``ExplorerAssets``. It is computed once from the checkpoint's own data (the
 procedural world renders held-out scenes from the default camera, so no dataset is needed) and stored as
-``assets.safetensors`` + ``assets.json`` in ``<checkpoint>/explorer/`` when that folder is writable, else in
-``$SODA_CACHE`` (default ``~/.cache/soda``) under the weights' hash. A t-SNE of the map is computed on demand and cached
-beside them (``tsne.safetensors``). The out-of-distribution detector (soda.ood) is calibrated on further held-out
-images and stored beside them too (``ood.safetensors``); a cache without one (or with one of an older version) gets
-one on first use. Nothing is pickled; a cache whose weights hash differs is recomputed.
+``assets.safetensors`` + ``assets.json`` in ``$SODA_CACHE`` (default ``~/.cache/soda``) under the weights' hash.
+Assets shipped with a checkpoint (``<checkpoint>/explorer/``, written only by the developer command below) are read
+first when they belong to its weights, and never written by the app or the library: whatever is computed for them
+later (a detector, a t-SNE, measurements), or assets that do not match, go to the user cache, and every shipped file
+stays as it was. A t-SNE of the map is computed on demand and cached beside the assets (``tsne.safetensors``). The
+out-of-distribution detector (soda.ood) is calibrated on further held-out images and stored beside them too
+(``ood.safetensors``); a cache without one (or with one of an older version) gets one on first use. Nothing is
+pickled; a cache whose weights hash differs is recomputed.
 
     python -m soda.precompute assets/checkpoints/world32 [--n-map 4000] [--n-calib 512] [--force]
+
+writes (or completes) the assets beside the checkpoint, in ``<checkpoint>/explorer/`` (the user cache when that
+folder cannot be written): the one way shipped assets are made.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import numpy as np
 import torch
 
 from . import api
-from .atomic import is_writable, replace_dir, write_json
+from .atomic import is_writable, replace_dir, write_file, write_json
 from .held_out import held_out, held_out_data, image_keys  # noqa: F401 (held_out_data: the name app/ reads)
 from .latent_map import TSNE_NAME, named_directions, ood_model, principal_axes, tsne_fingerprint, tsne_map
 from .model.io import WEIGHTS_NAME
@@ -74,6 +80,14 @@ class ExplorerAssets:
     # and where each acts in the image (M, H, W) in [0, 1]; None in caches written before they existed
     free_dirs: torch.Tensor | None = None  # (M, z_dim), one std of the data along each
     free_maps: torch.Tensor | None = None
+    # read from the checkpoint's own explorer/ folder, which only `python -m soda.precompute` writes: anything
+    # computed later goes to the user cache (save_folder)
+    shipped: bool = False
+
+    def save_folder(self) -> Path | None:
+        """Where files computed later for these assets (t-SNE, ...) are written: their folder, or the user cache
+        under the weights' hash when they were read from a checkpoint's own explorer folder."""
+        return cache_root() / self.fingerprint if self.shipped and self.fingerprint else self.folder
 
     def named_sliders(self) -> list:
         """The named sliders in ``named_labels`` order: the z-dependent slider where the label has one, else its
@@ -112,7 +126,8 @@ def weights_fingerprint(checkpoint_dir: Path) -> str:
 
 
 def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
-    """Beside the checkpoint first (when it is a plain, writable local folder), then the user cache."""
+    """Where assets are looked for: beside the checkpoint first (``<checkpoint>/explorer``, shipped assets), then the
+    user cache. Only ``python -m soda.precompute`` (``load_or_compute(beside=True)``) writes the first."""
     out = []
     if checkpoint_dir is not None:
         out.append(Path(checkpoint_dir) / "explorer")
@@ -345,23 +360,37 @@ def load_or_compute(
     force: bool = False,
     progress: Progress | None = None,
     n_calib: int | None = None,
+    beside: bool = False,
 ) -> ExplorerAssets:
     """The cached assets of ``model``'s checkpoint, computing and storing them on first use (the OOD detector is
-    calibrated on ``n_calib`` held-out images, default min(512, n_map), when the cache has none)."""
+    calibrated on ``n_calib`` held-out images, default min(512, n_map), when the cache has none).
+
+    Assets shipped in ``<checkpoint>/explorer`` are read when they belong to the weights; they are written only with
+    ``beside=True`` (``python -m soda.precompute``). Otherwise new or completed assets go to the user cache, and a
+    shipped folder is never changed, even when its assets are stale (another version, other weights)."""
     ckpt = model.checkpoint_dir
-    fp = weights_fingerprint(ckpt) if ckpt is not None else "unsaved"
-    dirs = candidate_dirs(ckpt, fp) if ckpt is not None else []
+    sha = getattr(model, "weights_sha256", None)  # checked when the model was loaded: no need to hash it again
+    fp = sha[:16] if sha else weights_fingerprint(ckpt) if ckpt is not None else "unsaved"
+    own = Path(ckpt) / "explorer" if ckpt is not None else None
+    dirs = [d for d in candidate_dirs(ckpt, fp) if beside or d != own] if ckpt is not None else []
     if not force and ckpt is not None:
+        first = None
         for got in cached_assets(ckpt, fp):
+            got.shipped = got.folder == own and not beside
             ensure_free_sliders(model, got)  # in memory: a cache is never rewritten for them
-            if got.ood is None:  # a cache from before the detector, or of an older detector: add one
-                got.ood = calibrate_ood(model, got, n_calib, progress)
-                if is_writable(got.folder):
-                    try:
-                        got.ood.save(got.folder / OOD_NAME, fp)
-                    except OSError:
-                        pass
-            return got
+            if got.ood is not None:
+                return got
+            first = first or got
+        if first is not None:  # a cache from before the detector, or of an older detector: add one
+            first.ood = calibrate_ood(model, first, n_calib, progress)
+            if first.shipped:
+                copy_to_cache(first)
+            elif is_writable(first.folder):
+                try:
+                    first.ood.save(first.folder / OOD_NAME, fp)
+                except OSError:
+                    pass
+            return first
     say = progress or (lambda f, s: None)
     assets = compute_assets(model, n_examples, n_map, n_components, progress=lambda f, s: say(0.75 * f, s))
     assets.fingerprint = fp
@@ -378,10 +407,32 @@ def load_or_compute(
     return assets
 
 
+def copy_to_cache(assets: ExplorerAssets) -> bool:
+    """Save shipped assets (read from a checkpoint's own explorer folder), with what was added to them in memory,
+    into the user cache, and use that copy from now on; the shipped folder is not touched. -> whether it was saved."""
+    src, dst = assets.folder, cache_root() / assets.fingerprint
+    if not is_writable(dst):
+        return False
+    try:
+        save_assets(assets, dst, assets.fingerprint)
+        tsne = None if src is None else src / TSNE_NAME
+        if tsne is not None and tsne.is_file() and tsne_fingerprint(tsne) == assets.fingerprint:
+            if not (dst / TSNE_NAME).exists():
+                write_file(dst / TSNE_NAME, lambda tmp: shutil.copyfile(tsne, tmp))
+    except OSError:
+        return False
+    assets.shipped = False
+    return True
+
+
 def persist_measurement(assets: ExplorerAssets, directions_changed: bool) -> None:
     """Store a slider measurement (``soda.sliders.ensure_measured``) with the assets: the whole assets folder again
-    when the named directions changed, else only the metadata; a read-only folder keeps it in memory."""
+    when the named directions changed, else only the metadata; a read-only folder keeps it in memory. Shipped assets
+    (``assets.shipped``) are copied to the user cache with the measurement instead."""
     if assets.folder is None:
+        return
+    if assets.shipped:
+        copy_to_cache(assets)
         return
     if directions_changed and is_writable(assets.folder):
         try:
@@ -471,7 +522,9 @@ def main(argv: list[str] | None = None) -> int:
             last[0] = pct
             print(f"[{pct:3d}%] {msg}", file=sys.stderr)
 
-    assets = load_or_compute(model, a.n_examples, a.n_map, force=a.force, progress=report, n_calib=a.n_calib)
+    assets = load_or_compute(  # the developer's command: writes beside the checkpoint (its shipped assets)
+        model, a.n_examples, a.n_map, force=a.force, progress=report, n_calib=a.n_calib, beside=True
+    )
     if not a.no_measure:
         from .sliders import ensure_free_measured, ensure_measured
 

@@ -27,7 +27,7 @@ def test_compute_store_and_reload(ckpt, cache):
     seen = []
     a = precompute.load_or_compute(model, n_examples=6, n_map=48, force=True, progress=lambda f, s: seen.append(f))
     assert seen[0] == 0.0 and seen[-1] == 1.0 and seen == sorted(seen)
-    assert a.folder == ckpt / "explorer"
+    assert a.folder == cache / a.fingerprint  # the user cache: only `python -m soda.precompute` writes beside
     assert sorted(p.name for p in a.folder.iterdir()) == ["assets.json", "assets.safetensors", "ood.safetensors"]
     assert a.examples.shape == (6, 16, 16, 3) and a.examples.dtype.name == "uint8"
     assert a.example_latents.shape == (6, model.z_dim) and len(a.example_captions) == 6
@@ -49,10 +49,12 @@ def test_compute_store_and_reload(ckpt, cache):
 def test_other_weights_invalidate_the_cache(ckpt, cache, tmp_path):
     import shutil
 
-    model = api.load_model(str(ckpt))
-    precompute.load_or_compute(model, n_examples=4, n_map=32)
+    base = tmp_path / "base"
+    shutil.copytree(ckpt, base)
+    model = api.load_model(str(base))
+    precompute.load_or_compute(model, n_examples=4, n_map=32, beside=True)  # as the developer command does
     other = tmp_path / "other"
-    shutil.copytree(ckpt, other)
+    shutil.copytree(base, other)
     m2 = api.load_model(str(other))
     with torch.no_grad():
         next(m2.parameters()).add_(0.01)
@@ -169,7 +171,7 @@ def test_principal_axes_are_orthonormal_with_fixed_signs():
 
 def test_cli(ckpt, cache, capsys):
     assert precompute.main([str(ckpt), "--n-map", "32", "--n-examples", "4", "--no-measure"]) == 0
-    assert "explorer assets in" in capsys.readouterr().out
+    assert f"explorer assets in {ckpt / 'explorer'}" in capsys.readouterr().out  # beside: the developer's command
     assert precompute.main([str(ckpt.parent / "missing")]) == 2
 
 

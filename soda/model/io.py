@@ -1,10 +1,17 @@
 """Checkpoint folders: ``model.safetensors`` (weights) + ``config.json`` (``{"format": "soda", "format_version": 1,
-"config": {...}}``). The config alone rebuilds the model; nothing is ever unpickled.
+"config": {...}, "weights_sha256": "..."}``). The config alone rebuilds the model; nothing is ever unpickled.
+
+``weights_sha256`` is the sha256 of ``model.safetensors`` (written by ``save_pretrained`` and
+``scripts/export_checkpoint.py``); loading checks it, so a damaged or altered weights file is refused with a message
+instead of loading silently. Checkpoints saved before it existed have none and load unchecked (a debug log line says
+so); saving them again records it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import re
 from pathlib import Path
@@ -18,6 +25,9 @@ from ..registry import build_model
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+HASH_KEY = "weights_sha256"  # config.json's record of the sha256 of model.safetensors
+SHA256 = re.compile(r"[0-9a-f]{64}")
+log = logging.getLogger(__name__)
 HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")
 CHECKPOINT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,95}")  # "world32": a folder of soda.paths.checkpoints_root
 
@@ -47,6 +57,7 @@ class CheckpointMixin:
 
     full_config: SODAConfig | None = None
     checkpoint_dir: Path | None = None
+    weights_sha256: str | None = None  # the sha256 of model.safetensors, checked when loaded (recorded_sha256)
 
     @property
     def z_dim(self) -> int:
@@ -77,6 +88,7 @@ class CheckpointMixin:
         def fill(tmp: Path) -> None:
             state = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "soda"})
+            meta[HASH_KEY] = file_sha256(tmp / WEIGHTS_NAME)  # of the bytes written, read back
             (tmp / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
 
         replace_dir(path, fill, keep_others=True, protected=(WEIGHTS_NAME, CONFIG_NAME))
@@ -113,20 +125,68 @@ def read_config(folder: Path) -> SODAConfig:
         raise ConfigError(f"{folder / CONFIG_NAME}: not a usable SODA config ({type(e).__name__})") from None
 
 
+def file_sha256(path: Path) -> str:
+    """The sha256 (64 hex digits) of a file, read in 1 MB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def recorded_sha256(folder: Path) -> str | None:
+    """The weights hash recorded in ``folder``'s config.json, or None for a checkpoint saved before hashes were
+    recorded (ConfigError when the entry is there but is not a sha256)."""
+    meta = load_config_json(Path(folder) / CONFIG_NAME)
+    got = meta.get(HASH_KEY)
+    if got is None:
+        return None
+    if not isinstance(got, str) or not SHA256.fullmatch(got):
+        raise ConfigError(f"{Path(folder) / CONFIG_NAME}: '{HASH_KEY}' must be 64 lowercase hex digits (a sha256)")
+    return got
+
+
+def verify_weights(folder: Path) -> str | None:
+    """Check ``folder``'s model.safetensors against the sha256 recorded in its config.json -> the hash (None when
+    none is recorded: an older checkpoint, loaded unchecked). A mismatch is a ConfigError naming the file and what
+    to do."""
+    folder = Path(folder)
+    want = recorded_sha256(folder)
+    file = folder / WEIGHTS_NAME
+    if want is None:
+        log.debug("%s: no %s recorded in %s; the weights are not checked", file, HASH_KEY, CONFIG_NAME)
+        return None
+    try:
+        got = file_sha256(file)
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot be read ({e.strerror or e})") from None
+    if got != want:
+        raise ConfigError(
+            f"{file}: damaged or changed since it was saved (its sha256 is {got[:16]}..., {CONFIG_NAME} records "
+            f"{want[:16]}...); refusing to load it. Copy or download the checkpoint again; if the weights were "
+            "changed on purpose, save them with save_pretrained (or scripts/export_checkpoint.py), which records "
+            "the new hash"
+        )
+    return got
+
+
 def _build_and_load(builder, cfg: SODAConfig, folder: Path, map_location: str) -> torch.nn.Module:
-    """Check the weights file against the architecture of ``cfg`` before anything is allocated (the model is first
-    built on the meta device and compared with the safetensors header), then build the model and load them."""
+    """Check the weights file against the architecture of ``cfg`` (the model is first built on the meta device and
+    compared with the safetensors header) and against the sha256 recorded in config.json before anything is
+    allocated, then build the model and load them."""
     file = folder / WEIGHTS_NAME
     try:
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in builder(cfg.model).state_dict().items()}
     except Exception as e:  # noqa: BLE001 - a config that validates but cannot build (e.g. negative widths)
         raise ConfigError(f"{folder / CONFIG_NAME}: describes a model that cannot be built ({e})") from None
-    _check_header(file, shapes)
+    _check_header(file, shapes)  # first: a file of another kind or architecture gets its own, more precise message
+    sha = verify_weights(folder)
     model = builder(cfg.model)
     _load_file(model, file, map_location)
     model.full_config = cfg
     model.checkpoint_dir = folder
+    model.weights_sha256 = sha  # checked just now (None: none recorded); soda.precompute reuses it
     return model.eval()
 
 
@@ -170,6 +230,7 @@ def load_weights(model: torch.nn.Module, path_or_id: str | os.PathLike, map_loca
     """Load the weights of a checkpoint (folder or hub id) into ``model``, which must have the checkpoint's
     architecture (a ConfigError names the mismatch otherwise): e.g. ``train.init_from``. -> the checkpoint folder."""
     folder = resolve_checkpoint(path_or_id)
+    verify_weights(folder)
     _load_file(model, folder / WEIGHTS_NAME, map_location)
     return folder
 
