@@ -139,6 +139,12 @@ def build_mix(ctx: Ctx) -> SimpleNamespace:
     return ns
 
 
+def orbit_steps_default(ex, m: Loaded) -> int:
+    """The orbit's default steps: the full-quality render's (measured, soda.steps), at most ORBIT_STEPS, at least 2."""
+    full = m.model.cfg.diffusion.sample_steps
+    return max(2, min(ORBIT_STEPS, ex.steps(m, "full"), full))
+
+
 def build_views(ctx: Ctx) -> SimpleNamespace:
     m = ctx.ex.get()
     ns = SimpleNamespace()
@@ -158,7 +164,7 @@ def build_views(ctx: Ctx) -> SimpleNamespace:
             with gr.Row():
                 ns.orbit_n = gr.Slider(4, 48, value=24, step=1, label="Orbit frames")
                 ns.orbit_steps = gr.Slider(
-                    2, full, value=min(ORBIT_STEPS, full), step=1, label="Orbit steps", info="fewer = faster"
+                    2, full, value=orbit_steps_default(ctx.ex, m), step=1, label="Orbit steps", info="fewer = faster"
                 )
             with gr.Row():
                 ns.orbit_go = gr.Button("Orbit GIF", variant="primary")
