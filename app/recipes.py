@@ -50,7 +50,7 @@ def make_recipe(ex: Explorer, state: dict, seed, quality: str) -> dict:
         "edits": {k: float(v) for k, v in sorted(edits.items())},
         "seed": check_seed(seed),
         "steps": ex.steps(m, quality),
-        "sampler": "ddim",
+        "sampler": ex.renderer.sampler(m),  # the sampler the steps were measured for (soda.steps)
         "camera": None if cam is None else cam.as_dict(),
         "z": [float(v) for v in z],
         "source": state.get("source", ""),

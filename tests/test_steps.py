@@ -196,3 +196,22 @@ def test_the_app_renders_at_the_chosen_steps_and_still_offers_the_reference():
     assert "1 / 3 / 50 (measured, ddim)" in Renderer.steps_info(m)
     m.assets.meta = {}  # not measured: the config's steps, as before
     assert [Renderer.steps(m, q) for q in QUALITIES] == [8, 50, 50]
+
+
+def test_a_recipe_records_the_sampler_the_image_was_rendered_with():
+    from app.explorer_render import Renderer
+    from app.recipes import make_recipe
+
+    diffusion = SimpleNamespace(preview_steps=8, sample_steps=50)
+    model = SimpleNamespace(cfg=SimpleNamespace(diffusion=diffusion), checkpoint_dir=None, uses_cameras=False)
+    chosen = {"preview": 1, "full": 2, "sampler": "dpmpp_2m"}
+    m = SimpleNamespace(model=model, assets=SimpleNamespace(meta={S.META_KEY: chosen}, fingerprint="f"), key="k")
+    m.camera = None
+    ex = SimpleNamespace(
+        current=lambda state: (m, torch.zeros(1, 3)),
+        steps=Renderer.steps,
+        renderer=Renderer(),
+        prompt_directions=lambda m, edits: {},
+    )
+    recipe = make_recipe(ex, {"z0": [0.0, 0.0, 0.0], "edits": {}}, 0, "full")
+    assert (recipe["steps"], recipe["sampler"]) == (2, "dpmpp_2m")
