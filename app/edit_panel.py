@@ -122,7 +122,7 @@ def build(ctx: Ctx) -> SimpleNamespace:
                     "Cancel refine", size="sm", variant="secondary", interactive=False, elem_id="refine-cancel"
                 )
                 ns.unc_go = gr.Button("What z does not store", size="sm", elem_id="uncertainty")
-            ns.unc_note = gr.Markdown("", elem_id="uncertainty-note")
+            ns.unc_note = gr.Markdown("", label="What the map means", elem_id="uncertainty-note")
             with gr.Accordion("Refine settings / before-after", open=False):
                 with gr.Row():
                     ns.refine_steps = gr.Slider(5, 200, value=40, step=5, label="Refine steps", elem_id="refine-steps")
