@@ -63,9 +63,9 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
     infos: dict[str, str] = {}
     # the label-free sliders (soda.sliders.labelfree: found in the latents without labels), COMPONENTS per row; a
     # cache from before them falls back to each section's principal directions
-    free = assets.free_dirs
+    free = assets.free_sliders() if assets.free_dirs is not None else None
     if free is not None:
-        n = min(free.shape[0], SECTION_SLOTS * COMPONENTS)
+        n = min(len(free), SECTION_SLOTS * COMPONENTS)
         rows = [(i, f"free{i + 1}", f"D{i + 1}", free[i]) for i in range(n)]
         got_of = measured.get("free", {})
     else:
@@ -76,7 +76,7 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
         ]
         got_of = measured.get("sections", {})
     for slot, name, label, v in rows:
-        if float(v.norm()) == 0.0:
+        if not hasattr(v, "move") and float(v.norm()) == 0.0:
             continue
         dirs[name] = v
         slots[slot] = name

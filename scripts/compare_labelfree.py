@@ -51,9 +51,9 @@ def main() -> None:
         D = fit_label_free(Zf, slices, m, n=a.n, decode=decode)
         tf = time.time() - t
         sc = labelfree_scores(decode, clf.predict, Zm, D)
-        res[m] = {"n": int(D.shape[0]), "fit_s": round(tf, 1), "score_s": round(time.time() - t - tf, 1), **sc}
+        res[m] = {"n": len(D), "fit_s": round(tf, 1), "score_s": round(time.time() - t - tf, 1), **sc}
         cells = " | ".join(f"{sc['best'][f]['effect']:.2f} / {sc['best'][f]['keeps']:.2f}" for f in FACTORS)
-        print(f"| {m} ({D.shape[0]}) | {sc['met']} | {cells} |  fit {tf:.0f}s", flush=True)
+        print(f"| {m} ({len(D)}) | {sc['met']} | {cells} |  fit {tf:.0f}s", flush=True)
     if a.out:
         Path(a.out).write_text(json.dumps(res, indent=1))
 

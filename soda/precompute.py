@@ -78,8 +78,23 @@ class ExplorerAssets:
     named_moves: dict = field(default_factory=dict)
     # the label-free sliders the explorer shows (soda.sliders.labelfree: fitted on the map latents, no labels read)
     # and where each acts in the image (M, H, W) in [0, 1]; None in caches written before they existed
-    free_dirs: torch.Tensor | None = None  # (M, z_dim), one std of the data along each
+    free_dirs: torch.Tensor | None = None  # (M, z_dim), one std of the data along each (a ring's chord)
     free_maps: torch.Tensor | None = None
+    free_moves: dict = field(default_factory=dict)  # slider index -> its z-dependent move (RingRotation)
+
+    def free_sliders(self) -> list:
+        """The label-free sliders in order: the z-dependent move where the slider has one, else its direction."""
+        if self.free_dirs is None:
+            return []
+        return [self.free_moves.get(i, self.free_dirs[i]) for i in range(self.free_dirs.shape[0])]
+
+    def set_free(self, sliders, maps: torch.Tensor | None) -> None:
+        """Replace the label-free sliders (directions (z_dim,) or objects with ``move``) and their change maps."""
+        self.free_moves = {i: d for i, d in enumerate(sliders) if hasattr(d, "move")}
+        rows = [d.vector_or_chord() if hasattr(d, "move") else d for d in sliders]
+        self.free_dirs = torch.stack([r.float() for r in rows]) if rows else None
+        self.free_maps = maps
+
     # read from the checkpoint's own explorer/ folder, which only `python -m soda.precompute` writes: anything
     # computed later goes to the user cache (save_folder)
     shipped: bool = False
@@ -189,7 +204,7 @@ def compute_assets(
     say(0.95, "map projection and OOD model")
     mean, axes = principal_axes(Z, min(N_PCA, Z.shape[1], Z.shape[0]))
     o_mean, o_prec, dist = ood_model(Z)
-    return ExplorerAssets(
+    assets = ExplorerAssets(
         examples=api.to_uint8(ex_img),
         example_latents=ex_z,
         example_captions=ex_cap,
@@ -208,8 +223,6 @@ def compute_assets(
         ood_threshold=float(torch.quantile(dist, 0.99)),
         ood_typical=float(dist.median()),
         camera=camera,
-        free_dirs=free,
-        free_maps=maps,
         meta={
             "n_map": int(Z.shape[0]),
             "n_examples": int(ex_z.shape[0]),
@@ -218,11 +231,13 @@ def compute_assets(
             "held_out": bool(ex["held_out"] and mp["held_out"]),
         },
     )
+    assets.set_free(free, maps)
+    return assets
 
 
-def free_sliders(model, Z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def free_sliders(model, Z: torch.Tensor) -> tuple[list, torch.Tensor]:
     """The explorer's label-free sliders (soda.sliders.labelfree, fitted on the latents Z alone) and their change
-    maps -> ((M, z_dim), (M, H, W))."""
+    maps -> (M sliders, (M, H, W))."""
     from .sliders.labelfree import explorer_change_maps, explorer_directions
 
     D = explorer_directions(model, Z)
@@ -234,7 +249,7 @@ def ensure_free_sliders(model, assets: ExplorerAssets) -> bool:
     they were added (the caller may persist them)."""
     if assets.free_dirs is not None:
         return False
-    assets.free_dirs, assets.free_maps = free_sliders(model, assets.map_latents)
+    assets.set_free(*free_sliders(model, assets.map_latents))
     return True
 
 
@@ -263,6 +278,11 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
             # cloned: the swaps of one factor share their class means and reader, which safetensors refuses
             tensors |= {f"{key}.{k}": v.float().clone().contiguous() for k, v in mv.tensors().items()}
             moves[lab] = {"key": key, **mv.meta()}
+        free_moves = {}
+        for i, mv in sorted(assets.free_moves.items()):
+            key = f"free_move{i}"
+            tensors |= {f"{key}.{k}": v.float().clone().contiguous() for k, v in mv.tensors().items()}
+            free_moves[str(i)] = {"key": key, **mv.meta()}
         save_file(tensors, str(tmp / ASSETS_NAME))
         if assets.ood is not None:
             assets.ood.save(tmp / OOD_NAME, fingerprint)
@@ -277,6 +297,7 @@ def save_assets(assets: ExplorerAssets, folder: Path, fingerprint: str) -> Path:
             "ood_typical": assets.ood_typical,
             "camera": assets.camera,
             "named_moves": moves,
+            "free_moves": free_moves,
             **assets.meta,
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=1))
@@ -305,9 +326,10 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
     except (OSError, ValueError, KeyError, json.JSONDecodeError, RuntimeError):
         return None
     keys = ("example_captions", "named_labels", "factor_names", "ood_threshold", "ood_typical", "camera")
-    keys += ("format", "version", "fingerprint", "named_moves")
+    keys += ("format", "version", "fingerprint", "named_moves", "free_moves")
     try:
         moves = _load_moves(meta.get("named_moves") or {}, t)
+        free_moves = {int(i): m for i, m in _load_moves(meta.get("free_moves") or {}, t).items()}
     except (KeyError, TypeError, ValueError):
         return None  # a damaged cache is rebuilt, like any other unreadable one
     return ExplorerAssets(
@@ -328,6 +350,7 @@ def load_assets(folder: Path, fingerprint: str | None = None) -> ExplorerAssets 
         fingerprint=str(meta["fingerprint"]),
         ood=OODDetector.load(folder / OOD_NAME, str(meta["fingerprint"])),
         named_moves=moves,
+        free_moves=free_moves,
     )
 
 
@@ -506,6 +529,11 @@ def main(argv: list[str] | None = None) -> int:
         help="skip choosing the decoder's preview and full-quality steps by measurement (soda.steps; --no-measure "
         "skips it too)",
     )
+    p.add_argument(
+        "--refit-free",
+        action="store_true",
+        help="fit the label-free sliders again (and measure them), keeping the rest of the cached assets",
+    )
     a = p.parse_args(argv)
     from .config import ConfigError
 
@@ -529,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
         from .sliders import ensure_free_measured, ensure_measured
 
         ensure_measured(model, assets, force=a.force, progress=report, save=persist_measurement)
+        if a.refit_free:
+            assets.set_free(*free_sliders(model, assets.map_latents))
+            (assets.meta.get("slider_effects") or {}).pop("free", None)
         # assets from before the label-free sliders: add them and their measurement, keep the rest as it was
         if ensure_free_measured(model, assets, progress=report) and assets.folder is not None:
             save_assets(assets, assets.folder, assets.fingerprint)

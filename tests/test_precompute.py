@@ -33,8 +33,9 @@ def test_compute_store_and_reload(ckpt, cache):
     assert a.example_latents.shape == (6, model.z_dim) and len(a.example_captions) == 6
     assert a.map_latents.shape == (48, model.z_dim) and a.map_factors.shape == (48, 6)
     assert a.section_dirs.shape == (model.n_sections, 3, model.z_dim)
-    n_free = min(21, model.z_dim)  # the label-free sliders (soda.sliders.labelfree) and where each acts
-    assert a.free_dirs.shape == (n_free, model.z_dim) and a.free_maps.shape == (n_free, 16, 16)
+    n_free = a.free_dirs.shape[0]  # the label-free sliders (soda.sliders.labelfree) and where each acts
+    assert 1 <= n_free <= 21 and a.free_dirs.shape[1] == model.z_dim and a.free_maps.shape == (n_free, 16, 16)
+    assert len(a.free_sliders()) == n_free
     assert a.factor_names[0] == "floor_hue" and "shape: sphere" in a.named_labels
     b = precompute.load_or_compute(model, n_examples=6, n_map=48)  # found again, not recomputed
     for k in ("example_latents", "section_dirs", "free_dirs", "free_maps", "named_dirs", "map_latents", "pca_axes"):

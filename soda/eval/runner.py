@@ -226,7 +226,7 @@ def run_labelfree(
     mixing: dict | None = None,
     section_k: int = SECTION_K,
     classifier: dict | None = None,
-) -> tuple[dict, torch.Tensor]:
+) -> tuple[dict, list]:
     """The label-free step: the explorer's label-free sliders (fitted on ``codes_train`` alone when no cached
     explorer assets hold them; the factors are never passed to the fit) scored per factor on decoded held-out scenes
     (soda.sliders.labelfree.labelfree_scores: effect = the factor's class changes, keeps = every other factor keeps
@@ -254,11 +254,12 @@ def run_labelfree(
         z,
         D,
         strengths,
-        names=[f"free{i + 1}" for i in range(D.shape[0])],
+        names=[f"free{i + 1}" for i in range(len(D))],
     )
     out = {
         "directions_from": where,
-        "n_shown": int(D.shape[0]),
+        "n_shown": len(D),
+        "kinds": [getattr(d, "kind", "direction") for d in D],
         "n_scenes": int(z.shape[0]),
         "strengths": strengths,
         "steps": steps,

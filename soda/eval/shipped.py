@@ -56,16 +56,16 @@ def shipped_carriers(model) -> tuple[list[list[int]], str] | None:
     return None
 
 
-def shipped_free_sliders(model, latents: torch.Tensor) -> tuple[torch.Tensor, str]:
+def shipped_free_sliders(model, latents: torch.Tensor) -> tuple[list, str]:
     """The label-free sliders the explorer shows for ``model``: those of its cached explorer assets for these
-    weights, else fitted here on ``latents`` (N, z_dim) alone by soda.sliders.labelfree's shipped method ->
-    ((M, z_dim), where they came from). Nothing here reads a label."""
+    weights, else fitted here on ``latents`` (N, z_dim) alone by soda.sliders.labelfree's shipped method -> (M
+    sliders: directions (z_dim,) or moves, where they came from). Nothing here reads a label."""
     from .. import precompute
     from ..sliders.labelfree import SHIPPED_FREE, explorer_directions
 
     ckpt = getattr(model, "checkpoint_dir", None)
     for assets in precompute.cached_assets(ckpt) if ckpt is not None else ():
         if assets.free_dirs is not None:
-            return assets.free_dirs, f"the explorer's label-free sliders ({assets.folder})"
+            return assets.free_sliders(), f"the explorer's label-free sliders ({assets.folder})"
     D = explorer_directions(model, latents)
     return D, f"fitted here on {latents.shape[0]} held-out latents without labels (method '{SHIPPED_FREE}')"

@@ -75,15 +75,16 @@ def free_caption(factor: str | None, change: float, preservation: float) -> str:
 
 
 def measure_free(
-    decode: Callable, classify: Callable, z: torch.Tensor, free_dirs: torch.Tensor, strengths: Sequence[float]
+    decode: Callable, classify: Callable, z: torch.Tensor, free_dirs: Sequence, strengths: Sequence[float]
 ) -> tuple[dict, dict]:
-    """Every label-free slider of ``free_dirs`` (M, z_dim) decoded at ``strengths`` on scenes z -> ({"free{i}": the
+    """Every label-free slider of ``free_dirs`` (M directions (z_dim,) or sliders with ``move``) decoded at
+    ``strengths`` on scenes z -> ({"free{i}": the
     factor it moves most, how often, how often the rest is kept, its caption}, per factor the slider that moves it
     most cleanly (soda.sliders.labelfree.best_per_factor))."""
     from ..eval.edits import edit_latents
     from .labelfree import best_per_factor, direction_outcomes
 
-    names = [f"free{i + 1}" for i in range(free_dirs.shape[0])]
+    names = [f"free{i + 1}" for i in range(len(free_dirs))]
     before = classify(decode(z))
     s = [float(x) for x in strengths]
     lat = edit_latents(z, free_dirs, s).reshape(-1, z.shape[1])
@@ -112,15 +113,15 @@ def measure_for_assets(
     model,
     named_dirs,
     named_labels: Sequence[str],
-    free_dirs: torch.Tensor | None,
+    free_dirs: Sequence | None,
     cache=None,
     progress: Progress | None = None,
     **sizes,
 ) -> dict:
     """Measure the named sliders (effect / preservation against their promise) and every label-free slider of
-    ``free_dirs`` (M, z_dim) (which factor it moves most, how often, and how often the rest is kept; per factor the
-    slider that moves it most cleanly) on decoded held-out scenes -> the JSON stored as ``slider_effects`` in the
-    explorer assets (captions included). Sizes: MEASURE_DEFAULTS."""
+    ``free_dirs`` (directions or moves: which factor each moves most, how often, and how often the rest is kept;
+    per factor the slider that moves it most cleanly) on decoded held-out scenes -> the JSON stored as
+    ``slider_effects`` in the explorer assets (captions included). Sizes: MEASURE_DEFAULTS."""
     from .. import api
     from ..clip.factors import load_or_train_factor_classifiers
     from ..data.views import world_eval_set
@@ -173,7 +174,7 @@ def measure_for_assets(
             }
     # label-free sliders: no promise; the factor they move most names them, and per factor the slider that moves it
     # most cleanly is the evaluation's figure (soda.sliders.labelfree; labels score here, they never chose)
-    if free_dirs is not None and free_dirs.shape[0]:
+    if free_dirs is not None and len(free_dirs):
         out["free"], out["free_best"] = measure_free(
             decode, clf.predict, z[: opt["free_scenes"]], free_dirs, opt["free_strengths"]
         )
@@ -243,7 +244,7 @@ def ensure_measured(
         model,
         assets.named_sliders(),
         assets.named_labels,
-        assets.free_dirs,
+        assets.free_sliders(),
         progress=lambda f, s: say((0.6 if chosen else 0.0) + (0.4 if chosen else 1.0) * f, s),
         **sizes,
     )
@@ -276,7 +277,7 @@ def ensure_free_measured(model, assets, progress: Progress | None = None, **size
         lambda zz: api.decode(model, zz, steps=steps, seed=int(opt["seed"])),
         clf.predict,
         api.encode(model, data["images"]),
-        assets.free_dirs,
+        assets.free_sliders(),
         opt["free_strengths"],
     )
     eff["free_scenes"], eff["free_strengths"] = int(opt["free_scenes"]), [float(x) for x in opt["free_strengths"]]

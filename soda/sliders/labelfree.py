@@ -29,7 +29,7 @@ import torch
 from ..eval.edits import FACTORS, change_rates, comparable
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
-LABEL_FREE_METHODS = ("pca_section", "ica_section", "ica_z", "sefa")
+LABEL_FREE_METHODS = ("pca_section", "ica_section", "ica_z", "sefa", "rings_ica", "ica_rings")
 SHOWN_MAX = 24  # the most label-free sliders the explorer shows (issue 21's bar counts only these)
 MET_EFFECT, MET_KEEP = 0.8, 0.9  # a factor is "reached" by a slider that moves it in >= 80% and keeps the rest >= 90%
 
@@ -66,8 +66,9 @@ def fit_label_free(
     seed: int = 0,
     decode: Decode | None = None,
     jac_scenes: int = 16,
-) -> torch.Tensor:
-    """Label-free directions (M, z_dim) from latents Z (N, z_dim): ``method`` in LABEL_FREE_METHODS; ``n`` directions
+) -> torch.Tensor | list:
+    """Label-free directions (M, z_dim) (the ring methods: a list of sliders, RingRotations first) from latents Z
+    (N, z_dim): ``method`` in LABEL_FREE_METHODS; ``n`` directions
     for the whole-z methods, ``per_section`` for the per-section ones; ``decode`` (one-step decode, for ``sefa``)."""
     from ..latent_map import pca
 
@@ -89,6 +90,14 @@ def fit_label_free(
     elif method == "ica_z":
         mean = Z.mean(0)
         rows = list(torch.from_numpy(_ica((Z - mean).numpy(), n, seed)))
+    elif method == "rings_ica":  # ring pursuit first, then FastICA on what the rings leave
+        rings, P = fit_rings(Z, seed=seed)
+        rest = ((Z - Z.mean(0)) @ P).numpy()
+        D = _signed_unit_std(torch.from_numpy(_ica(rest, max(1, n - 2 * len(rings)), seed)), Z)
+        return [*rings, *D]
+    elif method == "ica_rings":  # FastICA over z; pairs of components whose plane holds a ring become one rotation
+        D = _signed_unit_std(torch.from_numpy(_ica((Z - Z.mean(0)).numpy(), n, seed)), Z)
+        return ica_rings(Z, D)
     elif method == "sefa":
         if decode is None:
             raise ValueError("method 'sefa' needs the decoder (decode=)")
@@ -110,6 +119,99 @@ def fit_label_free(
     return _signed_unit_std(torch.stack(rows), Z)
 
 
+RING_CV = 0.2  # a plane holds a ring when the radius varies less than this (coefficient of variation; a disk: 0.35)
+RING_DIMS = 32  # ring pursuit runs in the latents' top principal components, whitened
+
+
+def ring_pursuit(
+    X: torch.Tensor, max_rings: int = 4, restarts: int = 6, steps: int = 250, seed: int = 0
+) -> list[tuple[torch.Tensor, float]]:
+    """Planes of whitened data X (N, d) in which the points lie on a ring (a circular factor: a hue) -> [(Q (d, 2)
+    orthonormal, the radius' coefficient of variation)], best first, each found in the data with the previous planes
+    projected out; stops at the first plane whose ring index is above RING_CV. The index: std / mean of the radius
+    of the points' projection (0 for a perfect ring, about 0.52 for a Gaussian)."""
+    X = X.double()
+    g = torch.Generator().manual_seed(seed)
+    out: list[tuple[torch.Tensor, float]] = []
+    for _ in range(max_rings):
+        best: tuple[torch.Tensor, float] | None = None
+        for _ in range(restarts):
+            W = torch.randn(X.shape[1], 2, generator=g, dtype=torch.float64).requires_grad_(True)
+            opt = torch.optim.Adam([W], lr=0.05)
+            for _ in range(steps):
+                Q, _ = torch.linalg.qr(W)
+                P = X @ Q
+                r = (P.pow(2).sum(1) + 1e-9).sqrt()
+                loss = r.var() / r.mean().pow(2)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            with torch.no_grad():
+                Q, _ = torch.linalg.qr(W.detach())
+                r = (X @ Q).norm(dim=1)
+                cv = float(r.std() / r.mean())
+            if best is None or cv < best[1]:
+                best = (Q, cv)
+        if best is None or best[1] > RING_CV:
+            break
+        out.append(best)
+        X = X - (X @ best[0]) @ best[0].T  # deflate: look for the next ring elsewhere
+    return out
+
+
+def fit_rings(Z: torch.Tensor, seed: int = 0, max_rings: int = 4) -> tuple[list, torch.Tensor]:
+    """Ring rotations (soda.sliders.moves.RingRotation) found by ring pursuit in the top RING_DIMS whitened principal
+    components of Z (N, z_dim), and the (z_dim, z_dim) projection that removes their planes from z (for the
+    directions fitted on the rest)."""
+    from ..latent_map import pca
+    from .moves import RingRotation
+
+    Z = Z.double()
+    mean, axes, std = pca(Z, min(RING_DIMS, Z.shape[1], Z.shape[0] - 1))
+    keep = std > 1e-6 * std.max()
+    axes, std = axes[keep], std[keep]
+    X = (Z - mean) @ axes.T / std  # whitened (N, d)
+    rings, remove = [], torch.zeros(Z.shape[1], Z.shape[1], dtype=torch.float64)
+    for Q, _cv in ring_pursuit(X, max_rings=max_rings, seed=seed):
+        read = axes.T @ (Q / std[:, None])  # (D, 2): z - mean -> the plane (unit variance per axis)
+        write = Q.T @ (axes * std[:, None])  # (2, D): the plane -> z - mean
+        rings.append(RingRotation(mean.float(), read.float(), write.float()))
+        remove += read @ write  # (D, D): the part of z - mean that lies in this plane
+    return rings, torch.eye(Z.shape[1], dtype=torch.float64) - remove
+
+
+def ica_rings(Z: torch.Tensor, D: torch.Tensor) -> list:
+    """Directions D (M, z_dim) -> sliders: every pair of directions whose sources lie on a ring (radius coefficient
+    of variation below RING_CV, best pairs first, each direction used once) becomes one RingRotation in their plane;
+    the other directions stay."""
+    from .moves import RingRotation
+
+    Z = Z.double()
+    mean = Z.mean(0)
+    Dd = D.double()
+    S = torch.linalg.lstsq(Dd.T, (Z - mean).T).solution.T  # (N, M) source coordinates: z - mean ~ S @ D
+    S = S / S.std(0)
+    pairs = []
+    for i in range(D.shape[0]):
+        for j in range(i + 1, D.shape[0]):
+            r = (S[:, i] ** 2 + S[:, j] ** 2).sqrt()
+            pairs.append((float(r.std() / r.mean()), i, j))
+    used: set[int] = set()
+    rings = []
+    for cv, i, j in sorted(pairs):
+        if cv > RING_CV:
+            break
+        if i in used or j in used:
+            continue
+        used |= {i, j}
+        dual = torch.linalg.pinv(Dd)  # (z_dim, M): z - mean -> sources
+        sd = torch.linalg.lstsq(Dd.T, (Z - mean).T).solution.T.std(0)
+        read = dual[:, [i, j]] / sd[[i, j]]  # (D, 2): unit variance per axis
+        write = Dd[[i, j]] * sd[[i, j], None]  # (2, D)
+        rings.append(RingRotation(mean.float(), read.float(), write.float()))
+    return [*rings, *[D[k] for k in range(D.shape[0]) if k not in used]]
+
+
 def dominant_section(D: torch.Tensor, slices: Sequence[slice]) -> list[int]:
     """For each direction (M, z_dim): the section holding most of its squared norm."""
     energy = torch.stack([D[:, sl].pow(2).sum(1) for sl in slices], 1)  # (M, K)
@@ -117,12 +219,15 @@ def dominant_section(D: torch.Tensor, slices: Sequence[slice]) -> list[int]:
 
 
 @torch.no_grad()
-def change_maps(decode: Decode, z: torch.Tensor, D: torch.Tensor, amount: float = 2.0) -> torch.Tensor:
-    """Where each direction acts: mean over scenes z (N, z_dim) of |decode(z + a d) - decode(z - a d)| averaged over
-    colour -> (M, H, W) in [0, 2], the same noise for both sides (only the direction differs)."""
+def change_maps(decode: Decode, z: torch.Tensor, D, amount: float = 2.0) -> torch.Tensor:
+    """Where each slider acts (D: directions (M, z_dim) or M sliders, soda.api.move_along): mean over scenes z (N,
+    z_dim) of |decode(moved +a) - decode(moved -a)| averaged over colour -> (M, H, W) in [0, 2], the same noise
+    for both sides (only the move differs)."""
+    from .. import api
+
     out = []
     for d in D:
-        lat = torch.cat([z + amount * d, z - amount * d])
+        lat = torch.cat([api.move_along(z, d, amount), api.move_along(z, d, -amount)])
         imgs = decode(lat)
         n = z.shape[0]
         out.append((imgs[:n] - imgs[n:]).abs().mean(1).mean(0))
@@ -175,7 +280,7 @@ def labelfree_scores(
     decode: Decode,
     classify: Callable[[torch.Tensor], torch.Tensor],
     z: torch.Tensor,
-    D: torch.Tensor,
+    D,
     strengths: Sequence[float] = (-2.0, -1.0, 1.0, 2.0),
     names: Sequence[str] | None = None,
     batch: int = 64,
@@ -188,7 +293,7 @@ def labelfree_scores(
     before = classify(rec)
     lat = edit_latents(z, D, strengths).reshape(-1, z.shape[1])
     imgs = torch.cat([decode(lat[i : i + batch]) for i in range(0, lat.shape[0], batch)])
-    after = classify(imgs).reshape(D.shape[0], len(strengths), z.shape[0], -1)
+    after = classify(imgs).reshape(len(D), len(strengths), z.shape[0], -1)
     o = direction_outcomes(before, after)
     best = best_per_factor(o["changes"], o["keeps"], names)
     return {
@@ -203,25 +308,27 @@ def labelfree_scores(
 # What the explorer ships
 # ------------------------------------------------------------------------------------------------------------
 
-# The explorer's label-free sliders: FastICA over the whole z (docs/METHOD.md "Label-free sliders": on the bundled
-# checkpoint it reached more factors than PCA or ICA within sections, or the decoder's response, at equal budget;
-# chosen once by that study, never per checkpoint by labels).
-SHIPPED_FREE = "ica_z"
+# The explorer's label-free sliders: FastICA over the whole z, pairs of components that lie on a ring turned into
+# one rotation (docs/METHOD.md "Label-free sliders": on the bundled checkpoint this reached more factors than PCA or
+# ICA within sections or the decoder's response, at equal budget; chosen once by that study, never per checkpoint
+# by labels).
+SHIPPED_FREE = "ica_rings"
 N_FREE = 21
 MAP_SCENES = 8  # scenes averaged in each direction's change map
 
 
-def explorer_directions(model, Z: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """The explorer's label-free sliders for ``model``, fitted on latents Z (N, z_dim) alone -> (M, z_dim)."""
+def explorer_directions(model, Z: torch.Tensor, seed: int = 0) -> list:
+    """The explorer's label-free sliders for ``model``, fitted on latents Z (N, z_dim) alone -> M sliders: ring
+    rotations (soda.sliders.moves.RingRotation) first, then directions (z_dim,)."""
     from .. import api
 
     n = min(N_FREE, Z.shape[1], max(1, Z.shape[0] - 1))
-    return fit_label_free(Z, api.section_slices(model), SHIPPED_FREE, n=n, seed=seed)
+    return list(fit_label_free(Z, api.section_slices(model), SHIPPED_FREE, n=n, seed=seed))
 
 
-def explorer_change_maps(model, Z: torch.Tensor, D: torch.Tensor, seed: int = 0) -> torch.Tensor:
-    """Where each slider of D (M, z_dim) acts, on the first MAP_SCENES latents of Z, with one-step decodes -> (M, H,
-    W) in [0, 1] (each map scaled by the largest value of all maps, so that their strengths compare)."""
+def explorer_change_maps(model, Z: torch.Tensor, D, seed: int = 0) -> torch.Tensor:
+    """Where each slider of D (M sliders, or directions (M, z_dim)) acts, on the first MAP_SCENES latents of Z,
+    with one-step decodes -> (M, H, W) in [0, 1] (scaled by the largest value of all maps, so that they compare)"""
     from .. import api
 
     maps = change_maps(lambda z: api.decode(model, z, steps=1, seed=seed), Z[:MAP_SCENES].float(), D)

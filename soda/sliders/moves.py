@@ -318,7 +318,54 @@ class ClassStep(_ClassReader):
         return cls(M, W, b, plus, minus, step, tensors.get("vector"))
 
 
-KINDS = {c.kind: c for c in (HueRotation, ClassSwap, ClassStep)}
+@dataclass
+class RingRotation:
+    """A label-free slider that turns the scene around a ring found in the latents (soda.sliders.labelfree's ring
+    pursuit): (z - center) @ read gives a point on the ring, the slider turns it by ``step`` radians per unit and
+    writes the change back through ``write``. No colour is named: + turns one way, - the other."""
+
+    center: torch.Tensor  # (D,)
+    read: torch.Tensor  # (D, 2) z - center -> the ring's plane (whitened: the ring's radius is about 1)
+    write: torch.Tensor  # (2, D) the plane -> z - center
+    step: float = 2 * math.pi / 10  # radians per unit (a tenth of a turn)
+    vector: torch.Tensor | None = None  # (D,) a chord of the ring, one std of the data long
+
+    kind = "ring_rotation"
+    unit = "a tenth of a turn per unit"
+
+    def move(self, z: torch.Tensor, amount: float | torch.Tensor) -> torch.Tensor:
+        """z (B, D), amount (scalar or (B,)) in slider units -> the edited latents (B, D), same dtype."""
+        B = z.shape[0]
+        a = torch.as_tensor(amount, dtype=torch.float64).reshape(-1).expand(B) * self.step
+        p = (z.double() - self.center.double()) @ self.read.double()  # (B, 2)
+        c, s = a.cos(), a.sin()
+        q = torch.stack([c * p[:, 0] - s * p[:, 1], s * p[:, 0] + c * p[:, 1]], 1)
+        return (z.double() + (q - p) @ self.write.double()).to(z.dtype)
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"center": self.center, "read": self.read, "write": self.write, "vector": self.vector_or_chord()}
+
+    def meta(self) -> dict:
+        return {"kind": self.kind, "step": float(self.step)}
+
+    @classmethod
+    def from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict) -> RingRotation:
+        c, r, w = (tensors[k].float() for k in ("center", "read", "write"))
+        D = c.shape[0]
+        if c.dim() != 1 or tuple(r.shape) != (D, 2) or tuple(w.shape) != (2, D):
+            raise ValueError(f"ring rotation tensors have shapes {tuple(c.shape)}, {tuple(r.shape)}, {tuple(w.shape)}")
+        step = float(meta.get("step", 2 * math.pi / 10))
+        if not math.isfinite(step) or step <= 0:
+            raise ValueError(f"ring rotation settings out of range: {meta}")
+        return cls(c, r, w, step, tensors.get("vector"))
+
+    def vector_or_chord(self) -> torch.Tensor:
+        if self.vector is not None:
+            return self.vector
+        return self.write[0].float()  # the ring's first axis: one std of the data along it
+
+
+KINDS = {c.kind: c for c in (HueRotation, ClassSwap, ClassStep, RingRotation)}
 
 
 def load_move(tensors: dict[str, torch.Tensor], meta: dict):
