@@ -104,7 +104,7 @@ def build(ctx: Ctx) -> SimpleNamespace:
                     label="Edited", format="png", interactive=False, elem_id="edited", elem_classes="pix", height=200
                 )
                 ns.unc_img = gr.Image(  # what z does not store (app/explorer_uncertainty.py), on request
-                    label="What z does not store (std over noise seeds)",
+                    label="What z does not store",
                     format="png",
                     interactive=False,
                     elem_id="uncertainty-map",
