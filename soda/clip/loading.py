@@ -188,6 +188,9 @@ def load_clip(
     spec: str | None = None, device: str = "cpu", checkpoint_dir: str | os.PathLike | None = None
 ) -> ClipModel:
     """A CLIP spec (default: $SODA_CLIP, then the checkpoint's model card) -> ClipModel; ClipUnavailable otherwise."""
+    from ..model.hub import install_timeouts
+
+    install_timeouts()  # whatever open_clip fetches through huggingface_hub (weights, a tokenizer) has the timeout
     resolved = resolve_spec(spec, checkpoint_dir)
     if not resolved:
         raise ClipUnavailable(

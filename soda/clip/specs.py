@@ -166,10 +166,19 @@ def _hub_file(repo: str, names: tuple[str, ...], download: bool) -> Path | None:
         if isinstance(hit, str):
             return Path(hit)
     if download:
+        from ..config import ConfigError
+        from ..model.hub import check_answers, hub_timeout, timed_out, timeout_message
+
+        try:  # one request with the timeout first: hf_hub_download retries a hung hub for minutes per file
+            check_answers(repo, f"CLIP weights '{repo}'")
+        except ConfigError as e:
+            raise ClipUnavailable(instructions(str(e))) from None
         for name in names:
             try:
-                return Path(hf_hub_download(repo, name))
-            except Exception:  # missing file, or the hub refused: try the next name
+                return Path(hf_hub_download(repo, name, etag_timeout=hub_timeout()))
+            except Exception as e:  # missing file, or the hub refused: try the next name
+                if timed_out(e):
+                    raise ClipUnavailable(instructions(timeout_message(f"CLIP weights '{repo}'"))) from None
                 continue
     return None
 
