@@ -41,8 +41,8 @@ WATCH = """(() => {
   const box = document.querySelector('#edited');
   const seen = () => { const i = box.querySelector('img'); return i ? i.src : null; };
   let last = seen();
-  new MutationObserver(() => { const s = seen(); if (s && s !== last) { last = s; window.__changes.push(performance.now()); } })
-    .observe(box, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
+  const note = () => { const s = seen(); if (s && s !== last) { last = s; window.__changes.push(performance.now()); } };
+  new MutationObserver(note).observe(box, {subtree: true, childList: true, attributes: true, attributeFilter: ['src']});
 })()"""
 
 
