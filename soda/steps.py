@@ -115,8 +115,9 @@ def explorer_sliders(assets) -> list:
     """The sliders the explorer shows for ``assets`` (soda.precompute.ExplorerAssets): its label-free sliders (or,
     in caches from before them, each section's principal directions) and its named sliders."""
     out = []
-    if assets.free_dirs is not None:
-        out += [d for d in assets.free_dirs if float(d.norm()) > 0]
+    if assets.free_dirs is not None:  # z-dependent ones (ring rotations) move themselves
+        free = assets.free_sliders() if hasattr(assets, "free_sliders") else list(assets.free_dirs)
+        out += [d for d in free if hasattr(d, "move") or float(d.norm()) > 0]
     else:
         out += [d for d in assets.section_dirs.flatten(0, 1) if float(d.norm()) > 0]
     return out + list(assets.named_sliders())

@@ -215,3 +215,20 @@ def test_a_recipe_records_the_sampler_the_image_was_rendered_with():
     )
     recipe = make_recipe(ex, {"z0": [0.0, 0.0, 0.0], "edits": {}}, 0, "full")
     assert (recipe["steps"], recipe["sampler"]) == (2, "dpmpp_2m")
+
+
+def test_the_edited_latents_follow_every_shown_slider_rotations_included():
+    class Turn:  # a z-dependent slider (as soda.sliders.moves.RingRotation): moves itself
+        def move(self, z, amount):
+            return z.flip(-1) * 0 + amount
+
+    d = torch.tensor([1.0, 0, 0])
+    assets = SimpleNamespace(
+        free_dirs=torch.stack([d, torch.zeros(3)]),
+        free_sliders=lambda: [d, Turn()],
+        named_sliders=lambda: [torch.tensor([0, 0, 1.0])],
+    )
+    got = S.explorer_sliders(assets)
+    assert len(got) == 3 and isinstance(got[1], Turn)
+    e = S.edited_latents(torch.zeros(3, 3), got)
+    assert e[0].tolist() == [2.0, 0, 0] and e[1].tolist() == [-2.0] * 3 and e[2].tolist() == [0, 0, 2.0]
