@@ -1,6 +1,6 @@
 """Procedural-world data speed: how many images per second the renderer and the training stream deliver.
 
-    python bench/data_speed.py [--threads 2] [--seconds 2]
+    python bench/data_speed.py [--threads 2] [--seconds 2] [--json out.json]
 
 Cases (all with shadows and 2x2 supersampling):
 - training: random scenes from random cameras, ``world.render`` on batches of 256 (also per CPU-second of this
@@ -16,6 +16,7 @@ The last line is ``images/s: X``, the 64 px training case (the issue's target: >
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -76,6 +77,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seconds", type=float, default=2.0)
     p.add_argument("--device", default="cpu")
+    p.add_argument(
+        "--json", default=None, help="also write the figures here (the README's: bench/results/data_speed.json)"
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -93,6 +97,10 @@ def main() -> None:
             + (f" | 2 workers x 1 thread {r['workers']:6.0f} images/s" if "workers" in r else "")
         )
     print(f"images/s: {results[64]['training']:.0f}")
+    if args.json:
+        out = {"threads": torch.get_num_threads(), "device": str(dev), "load_average": [load, os.getloadavg()[0]]}
+        with open(args.json, "w") as fh:
+            json.dump({**out, **{f"{res} px": r for res, r in results.items()}}, fh, indent=1)
 
 
 if __name__ == "__main__":
