@@ -2,8 +2,12 @@
 
 Any mode PIL reads is accepted (RGBA / LA composited on white, palette, 16-bit, 32-bit int / float, CMYK,
 grayscale, 1-bit); animated files give their first frame; EXIF rotation is applied; the image is centre-cropped to a
-square and resized. Memory stays bounded: JPEGs are decoded at a reduced scale (``draft``), and anything above
-``MAX_PIXELS`` is refused before it is decoded.
+square and resized. Memory stays bounded: anything above ``MAX_PIXELS`` is refused before it is decoded; JPEGs are
+decoded at a reduced scale (``draft``); other formats cannot be, so a large image (over ``LARGE_PIXELS`` once
+decoded) is decoded in one of ``DECODE_SLOTS`` slots ($SODA_MAX_DECODES, default 2: more wait), reduced strip by strip
+(no second full-size copy for the mode conversion), and then the C allocator is asked to give the freed memory back
+to the system (glibc ``malloc_trim``; per-thread arenas otherwise keep it). An 8190 x 8190 PNG (200 KB on disk) is
+201 MB decoded: at most two of those are in memory at once, whatever the number of uploads.
 
 What Gradio's upload route takes is bounded too: at most ``MAX_BYTES`` per file (``launch(max_file_size=...)``,
 $SODA_MAX_UPLOAD_MB, default 20 MB) and only the file types the app reads (``UPLOAD_TYPES``: images and .json
@@ -12,15 +16,19 @@ recipes); ``UploadFilter`` removes any other upload at once and answers 415.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import logging
 import os
 import re
+import sys
+import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from .text import excerpt, log_safe
 
@@ -31,6 +39,19 @@ MAX_BYTES = int(float(os.environ.get("SODA_MAX_UPLOAD_MB", "20")) * 1024 * 1024)
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above this and refuses above twice this
 IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")
 UPLOAD_TYPES = (*IMAGE_TYPES, ".json")  # what the page's two upload boxes take: an image, a recipe
+LARGE_PIXELS = 2048 * 2048  # a decode above this (16 MB as RGB) takes a slot and gives its memory back afterwards
+DECODE_SLOTS = max(1, int(os.environ.get("SODA_MAX_DECODES", "2")))  # large decodes at once; more wait their turn
+STRIP_BYTES = 8 << 20  # a large image is converted and reduced in strips of about this size
+_decode_slots = threading.BoundedSemaphore(DECODE_SLOTS)
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class UploadError(ValueError):
@@ -56,20 +77,25 @@ def read_image(path: str | Path, res: int) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(p)
-            if getattr(im, "n_frames", 1) > 1:
-                im.seek(0)  # animated GIF / APNG / WebP: the first frame
-            w, h = im.size
-            if w * h > MAX_PIXELS:
-                raise UploadError(too_large(name, w * h, f"{w} x {h} pixels, "))
-            if w < 1 or h < 1:
-                raise UploadError(f"{name} has no pixels")
-            if im.format == "JPEG":
-                s = min(w, h)
-                im.draft(None, (max(1, w * 2 * res // s), max(1, h * 2 * res // s)))  # decode at >= 2x the target
-            im = ImageOps.exif_transpose(im) or im
-            im.load()
-            return _to_rgb_square(im, res)
+            with Image.open(p) as im:
+                if getattr(im, "n_frames", 1) > 1:
+                    im.seek(0)  # animated GIF / APNG / WebP: the first frame
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise UploadError(too_large(name, w * h, f"{w} x {h} pixels, "))
+                if w < 1 or h < 1:
+                    raise UploadError(f"{name} has no pixels")
+                if im.format == "JPEG":
+                    s = min(w, h)
+                    im.draft(None, (max(1, w * 2 * res // s), max(1, h * 2 * res // s)))  # decode at >= 2x target
+                large = im.size[0] * im.size[1] > LARGE_PIXELS
+                with _decode_slots if large else contextlib.nullcontext():
+                    try:
+                        return _decode(im, res)
+                    finally:
+                        if large:
+                            im.close()
+                            give_memory_back()
     except UploadError:
         raise
     except Image.DecompressionBombError as e:  # PIL refuses above 2 * MAX_PIXELS before we see the size
@@ -133,17 +159,73 @@ class UploadFilter:
         await send({"type": "http.response.body", "body": text})
 
 
-def _to_rgb_square(im: Image.Image, res: int) -> np.ndarray:
-    """Any-mode PIL image -> centre square resized to res -> (res, res, 3) uint8."""
+def _decode(im: Image.Image, res: int) -> np.ndarray:
+    """An opened image -> (res, res, 3) uint8: decoded, reduced when large, EXIF-rotated (the small image, not the
+    decoded one: ``ImageOps.exif_transpose`` would copy it whole even when there is nothing to rotate)."""
+    im.load()  # first, as exif_transpose does: loading a TIFF applies its orientation itself and drops the tag
+    transpose = _TRANSPOSE.get(im.getexif().get(ExifTags.Base.Orientation, 1))
+    return _to_rgb_square(im, res, transpose)
+
+
+def give_memory_back() -> None:
+    """Ask glibc to return freed memory to the system (``malloc_trim(0)``): after a large decode, the freed blocks
+    otherwise stay in the allocator's per-thread arenas, resident, for good. Does nothing on other C libraries."""
+    if _trim is not None:
+        _trim(0)
+
+
+def _malloc_trim():
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL("libc.so.6").malloc_trim  # glibc only (musl has no malloc_trim: AttributeError)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+    return fn
+
+
+_trim = _malloc_trim()
+
+
+def _working_mode(mode: str) -> str:
+    """The mode an image of ``mode`` is resized in."""
+    if mode in ("P", "PA"):
+        return "RGBA"
+    if mode == "1":
+        return "L"
+    if mode.startswith("I;16"):
+        return "I"
+    return mode if mode in ("L", "LA", "RGB", "RGBA", "I", "F") else "RGB"  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+
+
+def _reduce_large(im: Image.Image, res: int, mode: str) -> Image.Image:
+    """A decoded image over ``LARGE_PIXELS`` -> box-averaged by an integer factor (to at least 4x the target size)
+    and in ``mode``, strip by strip: never a second full-size image (a palette or 16-bit image converted whole
+    would double the memory). Smaller images, and ones too small to reduce, come back as they are."""
+    w, h = im.size
+    f = min(w, h) // (4 * res)
+    if w * h <= LARGE_PIXELS or f < 2:
+        return im
+    W, H = w // f * f, h // f * f  # at most f - 1 pixels dropped at the right and bottom edges
+    out = Image.new(mode, (W // f, H // f))
+    rows = f * max(1, STRIP_BYTES // (W * 4 * f))
+    for y in range(0, H, rows):
+        part = im.crop((0, y, W, min(y + rows, H)))
+        part = part if part.mode == mode else part.convert(mode)
+        out.paste(part.reduce(f), (0, y // f))  # RGBA / LA: reduce premultiplies alpha, as resize does
+    return out
+
+
+def _to_rgb_square(im: Image.Image, res: int, transpose: Image.Transpose | None = None) -> np.ndarray:
+    """Any-mode PIL image -> (EXIF ``transpose``) centre square resized to res -> (res, res, 3) uint8."""
     sixteen = im.mode.startswith("I;16")
-    if im.mode in ("P", "PA"):
-        im = im.convert("RGBA")
-    elif im.mode == "1":
-        im = im.convert("L")
-    elif sixteen:
-        im = im.convert("I")
-    elif im.mode not in ("L", "LA", "RGB", "RGBA", "I", "F"):
-        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+    mode = _working_mode(im.mode)
+    im = _reduce_large(im, res, mode)
+    if im.mode != mode:
+        im = im.convert(mode)
+    if transpose is not None:
+        im = im.transpose(transpose)
     w, h = im.size
     s = min(w, h)
     box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
