@@ -43,11 +43,11 @@ ENV = "SODA_DECODE_STEPS"  # "config": the checkpoint config's steps win; "P,F":
 # at the bundled checkpoint's table in docs/APP.md, before the choice was made):
 # - full (what stays on screen): no visible difference. 40 dB mean PSNR is an RMS error of 1 % of the range (2.5 of
 #   255 grey levels); SSIM >= 0.99; the factor classifiers read the same class in >= 98 % of (image, factor) pairs
-#   (8 steps reach 99.2 % on edited latents: scenes edited onto a class boundary flip with any change of the
-#   decoder); as sharp as the reference within 10 % (high-frequency energy).
+#   (scenes edited onto a class boundary flip with any change of the decoder: 8 steps reach 99.7 % on edited
+#   latents); as sharp as the reference within 10 % (high-frequency energy).
 # - preview (shown only while a slider moves, replaced by the full render on release): the same scene, a little
 #   softer. >= 33 dB (RMS 2 %), SSIM >= 0.93, factors read the same in >= 95 %, high-frequency energy within 15 %.
-#   A one-step decode is the decoder's mean guess from z alone: softer (about 10 % less high-frequency energy), which
+#   A one-step decode is the decoder's mean guess from z alone: softer (11-12 % less high-frequency energy), which
 #   is what the looser SSIM and sharpness bounds allow; 2 steps would cost 70 % more time per preview.
 TOLERANCES = {
     "full": {"psnr": 40.0, "ssim": 0.99, "agreement": 0.98, "hf_ratio": (0.9, 1.1)},
