@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from soda import api, precompute
-from soda import steps as decode_steps
+from soda import chosen_steps as decode_steps
 from soda.config import ConfigError
 from soda.model.io import HUB_ID
 

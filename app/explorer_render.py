@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from soda import api
-from soda import steps as decode_steps
+from soda import chosen_steps as decode_steps
 
 from .loaded import N_SLOTS, ExplorerError, Loaded, check_seed
 

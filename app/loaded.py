@@ -92,7 +92,7 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
         name = f"label.{lab}"
         dirs[name] = named[j]
         slots[SECTION_SLOTS * COMPONENTS + j] = name
-        labels[SECTION_SLOTS * COMPONENTS + j] = lab
+        labels[SECTION_SLOTS * COMPONENTS + j] = lab.replace("_", " ")  # as the captions say it ("floor hue +")
         if measured.get("named", {}).get(lab):
             infos[name] = measured["named"][lab]["caption"]
     # every section's principal directions stay edit names (recipes and the API), shown or not; listed after the

@@ -84,13 +84,15 @@ def sliders(s: dict) -> str:
     obj, floor = _report_slider(s, "object_hue +"), _report_slider(s, "floor_hue +")
     shapes = [v for k, v in s["metrics"]["edits"]["sliders"]["sliders"].items() if k.startswith("shape: ")]
     c_obj, c_floor = _caption_slider(s, "object_hue +"), _caption_slider(s, "floor_hue +")
-    e = s["metrics"]["edits"]
+    e, se = s["metrics"]["edits"], s["assets"]["slider_effects"]
+    same = "the same" if se["steps"] == e["steps"] else f"{se['steps']} (not {e['steps']})"
     return (
         f"object hue moves its factor in {pct(obj['effect'])} of edits and keeps the rest in "
         f"{pct(obj['preservation'])}, floor hue {pct(floor['effect'])} / {pct(floor['preservation'])} (bars 80% / "
         f"80%), every shape slider {_span([v['effect'] for v in shapes])} / "
-        f"{_span([v['preservation'] for v in shapes])} (the report's {e['n_scenes']} held-out scenes; the explorer's "
-        f"captions measure the same sliders at the same {e['steps']} steps and strengths on {e['n_scenes']} other "
+        f"{_span([v['preservation'] for v in shapes])} (the report's {e['n_scenes']} held-out scenes at {e['steps']} "
+        f"decoder steps; the explorer's captions measure the same sliders at {same} steps and the same strengths on "
+        f"{se['n_scenes']} other "
         f"held-out scenes and read {pct(c_obj['effect'])} / {pct(c_obj['preservation'])} and "
         f"{pct(c_floor['effect'])} / {pct(c_floor['preservation'])}: [docs/EDITS.md](docs/EDITS.md#shipped))"
     )
@@ -135,13 +137,28 @@ def slider_table(s: dict) -> str:
     f = max(gap, key=lambda k: abs(gap[k]))
     more = "the report's" if gap[f] > 0 else "the captions'"
     return (
-        f"\n\nBoth decode at {se['steps']} DDIM steps (noise seed {e['seed']}), strengths {strengths} std, on "
-        f"{se['n_scenes']} and {e['n_scenes']} held-out scenes: **the same sliders, measured on different scenes** "
+        f"\n\nThe captions decode at {se['steps']} DDIM steps, the report at {e['steps']} (noise seed {e['seed']}), "
+        f"strengths {strengths} std, on {se['n_scenes']} and {e['n_scenes']} held-out scenes: **the same sliders, "
+        "measured on different scenes** "
         "(the captions' drawn by `soda.sliders.captions`, the report's by `soda.eval`), so the two columns differ "
         f"by the sample, most in how often an edit changes the {f.replace('_', ' ')} class read from the decoded "
         f"image ({more} scenes, more often; {e['sliders']['n_edits']} edits per slider in each):\n\n"
         + "\n".join(rows)
         + "\n\n"
+    )
+
+
+def labelfree(s: dict) -> str:
+    """README: what a person without labels gets (the report's label-free step)."""
+    m = s["metrics"]
+    lf = m["labelfree"]
+    best = ", ".join(f"{f.replace('_', ' ')} {pct(b['effect'])} / {pct(b['keeps'])}" for f, b in lf["best"].items())
+    k = lf.get("section_dci_k", {})
+    return (
+        f"{lf['met']} of {len(lf['best'])} factors reached by one of the {lf['n_shown']} sliders found without labels "
+        f"(moves it in >= 80% of edits, keeps the rest in >= 90%; bar 6 of 6): {best}; section-level DCI "
+        f"disentanglement {m['dci_sections']['disentanglement']:.2f} with PC1 per section (bar 0.6), "
+        f"{k.get('disentanglement', float('nan')):.2f} with {k.get('k', 3)} PCs per section"
     )
 
 
@@ -255,6 +272,7 @@ BLOCKS = {
     "standing": standing,
     "sliders": sliders,
     "weak": weak,
+    "labelfree": labelfree,
     "caption-example": caption_example,
     "slider-table": slider_table,
     "steps": steps,

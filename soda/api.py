@@ -107,11 +107,11 @@ def decode(
     ``seed``: the same for every row (so each row's image is independent of the batch: frames of a traversal or an
     orbit differ only by z or camera), or, with ``per_row_noise``, row i of randn(B,3,H,W) (for reconstructions of
     different images). ``guidance`` w (default: the checkpoint's) gives eps_c + w (eps_c - eps_u). ``steps`` None:
-    the checkpoint's full-quality steps (``soda.steps.steps_for``: measured by ``python -m soda.precompute``, else
-    the config's sample_steps); ``sampler`` None: the sampler they were chosen for (DDIM when not measured). Any
-    number of steps may be asked for (``steps=50``: the reference render)."""
+    the checkpoint's full-quality steps (``soda.chosen_steps.steps_for``: measured by ``python -m
+    soda.precompute``, else the config's sample_steps); ``sampler`` None: the sampler they were chosen for (DDIM
+    when not measured). Any number of steps may be asked for (``steps=50``: the reference render)."""
     if steps is None or sampler is None:
-        from .steps import choice
+        from .chosen_steps import choice
 
         c = choice(model)
         steps = c["full"] if steps is None else steps

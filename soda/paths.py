@@ -26,3 +26,28 @@ def checkpoints_root() -> Path | None:
     if (_REPO / "pyproject.toml").is_file() and (_REPO / "assets").is_dir():
         return _REPO / "assets" / "checkpoints"
     return None
+
+
+WEIGHTS_FILE = "model.safetensors"  # a checkpoint's weights (soda.model.io.WEIGHTS_NAME)
+ASSETS_META = "assets.json"  # the explorer assets' metadata file (soda.precompute.META_NAME)
+
+
+def weights_fingerprint(checkpoint_dir: str | os.PathLike) -> str:
+    """sha256 (first 16 hex digits) of the checkpoint's model.safetensors: the key of its caches."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(Path(checkpoint_dir) / WEIGHTS_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def candidate_dirs(checkpoint_dir: str | os.PathLike | None, fingerprint: str) -> list[Path]:
+    """Where explorer assets are looked for: beside the checkpoint first (``<checkpoint>/explorer``, shipped assets),
+    then the user cache. Only ``python -m soda.precompute`` (``load_or_compute(beside=True)``) writes the first."""
+    out = []
+    if checkpoint_dir is not None:
+        out.append(Path(checkpoint_dir) / "explorer")
+    out.append(cache_root() / fingerprint)
+    return out

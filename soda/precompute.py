@@ -19,7 +19,6 @@ folder cannot be written): the one way shipped assets are made.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import shutil
@@ -34,10 +33,9 @@ from . import api
 from .atomic import is_writable, replace_dir, write_file, write_json
 from .held_out import held_out, held_out_data, image_keys  # noqa: F401 (held_out_data: the name app/ reads)
 from .latent_map import TSNE_NAME, named_directions, ood_model, principal_axes, tsne_fingerprint, tsne_map
-from .model.io import WEIGHTS_NAME
 from .ood import FILE_NAME as OOD_NAME
 from .ood import OODDetector
-from .paths import cache_root
+from .paths import ASSETS_META, cache_root, candidate_dirs, weights_fingerprint  # noqa: F401 (re-exported)
 
 ASSETS_VERSION = 1
 ASSETS_NAME = "assets.safetensors"
@@ -131,23 +129,7 @@ class ExplorerAssets:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def weights_fingerprint(checkpoint_dir: Path) -> str:
-    """sha256 (first 16 hex digits) of the checkpoint's model.safetensors."""
-    h = hashlib.sha256()
-    with open(Path(checkpoint_dir) / WEIGHTS_NAME, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
-def candidate_dirs(checkpoint_dir: Path | None, fingerprint: str) -> list[Path]:
-    """Where assets are looked for: beside the checkpoint first (``<checkpoint>/explorer``, shipped assets), then the
-    user cache. Only ``python -m soda.precompute`` (``load_or_compute(beside=True)``) writes the first."""
-    out = []
-    if checkpoint_dir is not None:
-        out.append(Path(checkpoint_dir) / "explorer")
-    out.append(cache_root() / fingerprint)
-    return out
+# weights_fingerprint and candidate_dirs live in soda.paths (the steps reader needs them below this floor)
 
 
 # ------------------------------------------------------------------------------------------------------------

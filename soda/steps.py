@@ -24,20 +24,19 @@ any caller may still ask for any number of steps (50 included).
 from __future__ import annotations
 
 import json
-import os
-import weakref
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
+
+# the stored choice and the steps every caller reads live in soda.chosen_steps (below soda.api, which reads them)
+from .chosen_steps import ENV, META_KEY, choice, edit_steps, forget, steps_for, stored  # noqa: F401
 
 STEPS = (1, 2, 3, 4, 6, 8)  # candidate step counts
 REFERENCE_STEPS = 50  # the reference decode (DDIM), the app's full render before measured steps
 SAMPLER_ORDER = ("ddim", "dpmpp_2m")  # on a tie the first wins
 STRENGTH = 2.0  # edited latents: +-2 std along the explorer's sliders
 HF_CUTOFF = 0.25  # cycles per pixel: the upper half of the band (Nyquist = 0.5)
-META_KEY = "decode_steps"
-ENV = "SODA_DECODE_STEPS"  # "config": the checkpoint config's steps win; "P,F": these preview / full steps
 
 # What each quality must keep of the 50-step render, on held-out scenes and on edited latents alike (chosen by looking
 # at the bundled checkpoint's table in docs/APP.md, before the choice was made):
@@ -240,98 +239,6 @@ def choose(measured: dict, tolerances: dict | None = None, fallback: dict | None
 # Stored choice and the steps every caller reads
 # ------------------------------------------------------------------------------------------------------------
 
-_READ: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its stored choice (or None)
-
-
-def stored(model, assets=None) -> dict | None:
-    """The choice stored with the explorer assets of ``model``'s checkpoint (``assets``' meta when given, else the
-    cached assets' metadata of its weights, read once per model) or None."""
-    if assets is not None:
-        return assets.meta.get(META_KEY)
-    try:
-        if model in _READ:
-            return _READ[model]
-    except TypeError:  # not weak-referenceable (a stand-in): read every time
-        pass
-    got = None
-    ckpt = getattr(model, "checkpoint_dir", None)
-    if ckpt is not None:
-        from .precompute import META_NAME, candidate_dirs, weights_fingerprint
-
-        sha = getattr(model, "weights_sha256", None)  # checked at load time, when the checkpoint records it
-        try:
-            fp = sha[:16] if sha else weights_fingerprint(ckpt)
-        except OSError:
-            fp = None
-        for d in candidate_dirs(ckpt, fp) if fp else []:
-            try:
-                meta = json.loads((d / META_NAME).read_text())
-            except (OSError, ValueError):
-                continue
-            if meta.get("fingerprint") == fp and isinstance(meta.get(META_KEY), dict):
-                got = meta[META_KEY]
-                break
-    try:
-        _READ[model] = got
-    except TypeError:
-        pass
-    return got
-
-
-def forget(model) -> None:
-    """Drop the choice read for ``model`` (after a new one was stored)."""
-    try:
-        _READ.pop(model, None)
-    except TypeError:  # not weak-referenceable: never remembered
-        pass
-
-
-def _override() -> tuple[int, int] | str | None:
-    v = os.environ.get(ENV, "").strip().lower()
-    if not v or v == "measured":
-        return None
-    if v == "config":
-        return "config"
-    try:
-        p, f = (int(x) for x in v.split(","))
-    except ValueError:
-        raise ValueError(f"{ENV} must be 'measured', 'config' or 'PREVIEW,FULL' (two integers), got '{v}'") from None
-    if p < 1 or f < 1:
-        raise ValueError(f"{ENV}: steps must be >= 1")
-    return p, f
-
-
-def choice(model, assets=None) -> dict:
-    """{"preview": k, "full": k, "sampler": name, "source": "measured" | "config" | ENV} for ``model``: the stored
-    measurement when there is one (and ``SODA_DECODE_STEPS`` does not override it), else the checkpoint config."""
-    d = getattr(getattr(model, "cfg", None), "diffusion", None)
-    if d is None:  # a model without a diffusion decoder (soda.baselines): steps mean nothing to it
-        return {"preview": None, "full": None, "sampler": "ddim", "source": "none"}
-    over = _override()
-    if isinstance(over, tuple):
-        return {"preview": over[0], "full": over[1], "sampler": "ddim", "source": ENV}
-    got = None if over == "config" else stored(model, assets)
-    if got and isinstance(got.get("full"), int) and isinstance(got.get("preview"), int):
-        return {
-            "preview": got["preview"],
-            "full": got["full"],
-            "sampler": got.get("sampler", "ddim"),
-            "source": "measured",
-        }
-    return {"preview": int(d.preview_steps), "full": int(d.sample_steps), "sampler": "ddim", "source": "config"}
-
-
-def steps_for(model, quality: str = "full", assets=None) -> int:
-    """The decoder steps of ``quality`` ('preview' or 'full') for ``model`` (``choice``)."""
-    return int(choice(model, assets)["preview" if quality == "preview" else "full"])
-
-
-def edit_steps(model) -> int:
-    """The steps the evaluation decodes edits with: the measured full-quality steps (the image the app shows when a
-    slider is released), else the config's preview steps (what it decoded with before steps were measured)."""
-    c = choice(model)
-    return int(c["full"] if c["source"] != "config" else model.cfg.diffusion.preview_steps)
-
 
 def ensure_chosen(model, assets, force: bool = False, progress: Progress | None = None, **measure_kw) -> bool:
     """Measure and store the choice in ``assets``' metadata (and its assets.json, only that key) unless it has one
@@ -350,7 +257,7 @@ def ensure_chosen(model, assets, force: bool = False, progress: Progress | None 
     forget(model)
     if assets.folder is not None and not getattr(assets, "shipped", False):  # shipped assets: only precompute writes
         from .atomic import write_json
-        from .precompute import META_NAME
+        from .paths import ASSETS_META as META_NAME
 
         path = assets.folder / META_NAME
         try:

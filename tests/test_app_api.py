@@ -81,6 +81,8 @@ def test_sliders_say_what_they_measurably_do(server):
     m = server[1].get()
     named = [s for s in m.slots if s and s.startswith("label.")]
     assert len(named) == 9 and all("moves it in" in m.infos[s] and "keeps the rest" in m.infos[s] for s in named)
+    shown = [m.slot_labels[i] for i, s in enumerate(m.slots) if s in named]
+    assert "floor hue +" in shown and not any("_" in lab for lab in shown)  # labels read as the captions do
     effects = m.assets.meta["slider_effects"]
     for i, s in enumerate(m.slots):
         if s and s.startswith("free"):

@@ -233,11 +233,11 @@ def run_labelfree(
     its class), section DCI with ``section_k`` principal components per section, and the Mix panel's hue carriers'
     follow / keep from the edit step's ``mixing`` (``classifier``: settings of the factor classifiers) -> (metrics,
     the directions scored)."""
+    from ..chosen_steps import edit_steps
     from ..clip.factors import load_or_train_factor_classifiers
     from ..data.views import world_eval_set
     from ..paths import cache_root
     from ..sliders.labelfree import MET_EFFECT, MET_KEEP, labelfree_scores
-    from ..steps import edit_steps
     from . import dci, group_rows, section_codes
     from .edits import CIRCULAR
     from .shipped import shipped_free_sliders

@@ -20,10 +20,10 @@ import torch
 
 from ..atomic import recover_dir, replace_dir
 from ..config import FORMAT_VERSION, ConfigError, SODAConfig, load_config_json
-from ..paths import CHECKPOINTS_ENV, checkpoints_root
+from ..paths import CHECKPOINTS_ENV, WEIGHTS_FILE, checkpoints_root
 from ..registry import build_model
 
-WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_NAME = WEIGHTS_FILE
 CONFIG_NAME = "config.json"
 HASH_KEY = "weights_sha256"  # config.json's record of the sha256 of model.safetensors
 SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -235,16 +235,16 @@ def run_edits(
     """Edit fidelity of a procedural-world SODA checkpoint -> (metrics, figure arrays). ``sliders`` = (directions
     (K, D), specs, where they came from): the named sliders to judge (``soda.eval.shipped.shipped_sliders`` gives the
     ones the explorer ships; required); they are measured on ``n_scenes``
-    other held-out scenes at ``strengths`` (std), decoded with ``steps`` (default: ``soda.steps.edit_steps``, the
+    other held-out scenes at ``strengths`` (std), decoded with ``steps`` (default: ``soda.chosen_steps.edit_steps``, the
     measured full-quality steps) and one noise seed. Section mixing swaps one section at a time between those scenes
     and n_scenes others; the sections expected to carry each factor are ``carriers`` = (per factor the sections, where
     they came from: the explorer's, chosen on other scenes by decoded mixes, ``soda.eval.shipped.shipped_carriers``),
     else those of ``section_importance`` (n_sections, F); with neither there is no mixing step."""
     from ... import api
+    from ...chosen_steps import edit_steps
     from ...clip.factors import load_or_train_factor_classifiers
     from ...data.views import world_eval_set
     from ...paths import cache_root
-    from ...steps import edit_steps
 
     say = progress or (lambda f, s: None)
     t0 = time.time()
