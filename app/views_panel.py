@@ -81,11 +81,27 @@ def build_interpolate(ctx: Ctx) -> SimpleNamespace:
     m = ctx.ex.get()
     ns = SimpleNamespace()
     choices = ctx.ex.pick_choices(m)
-    with gr.Row():
+    with gr.Row():  # the pickers get the room their long example captions need (they were cut off)
         ns.a = gr.Dropdown(
-            choices, value=choices[1], label="Image A", info=FOLLOWS, allow_custom_value=True, elem_id="interp-a"
+            choices,
+            value=choices[1],
+            label="Image A",
+            info=FOLLOWS,
+            allow_custom_value=True,
+            elem_id="interp-a",
+            scale=2,
+            min_width=320,
         )
-        ns.b = gr.Dropdown(choices, value=choices[min(2, len(choices) - 1)], label="Image B", allow_custom_value=True)
+        ns.b = gr.Dropdown(
+            choices,
+            value=choices[min(2, len(choices) - 1)],
+            label="Image B",
+            info="any example",
+            allow_custom_value=True,
+            elem_id="interp-b",
+            scale=2,
+            min_width=320,
+        )
         ns.n = gr.Slider(2, 24, value=8, step=1, label="Frames")
         ns.method = gr.Radio(["lerp", "slerp"], value="slerp", label="Path")
     ns.sections = section_picker(section_choices(m), "Only move these sections (none = all)")

@@ -307,6 +307,22 @@ def test_a_too_large_upload_is_refused_in_one_wording(page, tmp_path):
         page.locator("#upload button[aria-label='Clear']").click()
 
 
+def _settled_map(page, tries: int = 40) -> None:
+    """Wait until the map's plot area and axis ranges read the same twice 250 ms apart and every image has loaded
+    (a late image or a redraw moves what the next clicks aim at)."""
+    js = """(() => { const d = document.querySelector('#map .soda-map'), L = d._fullLayout;
+      const r = d.querySelector('.nsewdrag').getBoundingClientRect();
+      const busy = Array.from(document.images).some(i => !i.complete);
+      return JSON.stringify([r.left, r.top, r.width, r.height, L.xaxis.range, L.yaxis.range, busy]); })()"""
+    last = page.evaluate(js)
+    for _ in range(tries):
+        page.wait_for_timeout(250)
+        now = page.evaluate(js)
+        if now == last and not json.loads(now)[-1]:
+            return
+        last = now
+
+
 def _settled_box(page, selector: str, tries: int = 20) -> dict:
     """The element's bounding box once two reads 250 ms apart agree (the page may still be reflowing under load)."""
     box = page.locator(selector).bounding_box()
@@ -379,6 +395,7 @@ def test_a_click_on_empty_space_right_after_a_point_click_counts(page, app):
     page.get_by_role("tab", name="Latent map").click()
     page.wait_for_selector("#map .soda-map .nsewdrag", timeout=30_000)
     for k in range(3):
+        _settled_map(page)  # the previous round's answer (star, preview image, status) may still be reflowing
         aim = page.evaluate(  # one instant: where point j is drawn, and the emptiest spot of the plot area
             f"""(() => {{ const d = document.querySelector('#map .soda-map'), L = d._fullLayout, t = d.data[0];
             const r = d.querySelector('.nsewdrag').getBoundingClientRect(), j = {5 + 9 * k};
