@@ -117,7 +117,10 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
                 names.append(f"up {model.res >> (2 * levels - s)}px")
         titles.append(f"Section {k} ({', '.join(names)})")
     if free is not None:  # the label-free sliders' rows are numbered, not sections
-        groups = [f"Directions {COMPONENTS * g + 1}-{COMPONENTS * g + COMPONENTS}" for g in range(SECTION_SLOTS)]
+        last = len(free)
+        groups = [
+            f"Directions {COMPONENTS * g + 1}-{min(COMPONENTS * g + COMPONENTS, last)}" for g in range(SECTION_SLOTS)
+        ]
     else:
         groups = titles
     return Loaded(key, model, assets, dirs, slots, labels, titles, infos=infos, group_titles=groups)

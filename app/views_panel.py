@@ -81,16 +81,9 @@ def build_interpolate(ctx: Ctx) -> SimpleNamespace:
     m = ctx.ex.get()
     ns = SimpleNamespace()
     choices = ctx.ex.pick_choices(m)
-    with gr.Row():  # the pickers get the room their long example captions need (they were cut off)
+    with gr.Row():  # the pickers get a row of their own: an example's caption is long (it was cut off)
         ns.a = gr.Dropdown(
-            choices,
-            value=choices[1],
-            label="Image A",
-            info=FOLLOWS,
-            allow_custom_value=True,
-            elem_id="interp-a",
-            scale=2,
-            min_width=320,
+            choices, value=choices[1], label="Image A", info=FOLLOWS, allow_custom_value=True, elem_id="interp-a"
         )
         ns.b = gr.Dropdown(
             choices,
@@ -99,9 +92,8 @@ def build_interpolate(ctx: Ctx) -> SimpleNamespace:
             info="any example",
             allow_custom_value=True,
             elem_id="interp-b",
-            scale=2,
-            min_width=320,
         )
+    with gr.Row():
         ns.n = gr.Slider(2, 24, value=8, step=1, label="Frames")
         ns.method = gr.Radio(["lerp", "slerp"], value="slerp", label="Path")
     ns.sections = section_picker(section_choices(m), "Only move these sections (none = all)")

@@ -251,6 +251,10 @@ def test_cancel_refine_is_enabled_only_while_a_refine_runs(page, app):
 def test_interpolate_and_mix_start_from_the_editors_image(page):
     page.get_by_role("tab", name="Interpolate").click()
     assert page.locator("#interp-a input").input_value() == "current edit"
+    # Image B shows an example's whole caption (it was cut off in a narrow picker)
+    cut = "(() => { const i = document.querySelector('#interp-b input'); return i.scrollWidth - i.clientWidth; })()"
+    assert page.locator("#interp-b input").input_value().startswith("example ")
+    assert page.evaluate(cut) <= 1
     page.get_by_role("tab", name="Mix sections").click()
     assert page.locator("#mix-a input").input_value() == "current edit"
     page.get_by_role("tab", name="Explore / edit").click()
