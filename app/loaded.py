@@ -117,10 +117,8 @@ def make_loaded(key: str, model, assets: precompute.ExplorerAssets) -> Loaded:
                 names.append(f"up {model.res >> (2 * levels - s)}px")
         titles.append(f"Section {k} ({', '.join(names)})")
     if free is not None:  # the label-free sliders' rows are numbered, not sections
-        last = len(free)
-        groups = [
-            f"Directions {COMPONENTS * g + 1}-{min(COMPONENTS * g + COMPONENTS, last)}" for g in range(SECTION_SLOTS)
-        ]
+        spans = [(COMPONENTS * g + 1, min(COMPONENTS * g + COMPONENTS, len(free))) for g in range(SECTION_SLOTS)]
+        groups = [f"Directions {a}-{b}" if b > a else f"Direction {a}" for a, b in spans]
     else:
         groups = titles
     return Loaded(key, model, assets, dirs, slots, labels, titles, infos=infos, group_titles=groups)
