@@ -46,6 +46,16 @@ FULL = 1.0  # the amount at which a ClassSwap reaches the named class's mean
 RIDGE = 1e-2  # the read map's ridge, per sample (z is standardised by nothing: the latents' own scale)
 
 
+def _plane(tensors: dict[str, torch.Tensor], what: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A stored rotation's centre (D,), read map (D, 2) and write map (2, D), shapes checked (a damaged cache fails
+    here, not in a slider)."""
+    c, r, w = (tensors[k].float() for k in ("center", "read", "write"))
+    D = c.shape[0]
+    if c.dim() != 1 or tuple(r.shape) != (D, 2) or tuple(w.shape) != (2, D):
+        raise ValueError(f"{what} tensors have shapes {tuple(c.shape)}, {tuple(r.shape)}, {tuple(w.shape)}")
+    return c, r, w
+
+
 @dataclass
 class HueRotation:
     """A hue slider that turns each scene's hue towards ``plus`` (amount > 0) or ``minus`` (amount < 0)."""
@@ -97,10 +107,7 @@ class HueRotation:
     @classmethod
     def from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict) -> HueRotation:
         """The inverse of (tensors(), meta()): checks shapes so that a damaged cache fails here, not in a slider."""
-        c, r, w = (tensors[k].float() for k in ("center", "read", "write"))
-        D = c.shape[0]
-        if c.dim() != 1 or tuple(r.shape) != (D, 2) or tuple(w.shape) != (2, D):
-            raise ValueError(f"hue rotation tensors have shapes {tuple(c.shape)}, {tuple(r.shape)}, {tuple(w.shape)}")
+        c, r, w = _plane(tensors, "hue rotation")
         n = int(meta.get("n", 10))
         plus, minus, step = int(meta["plus"]), int(meta["minus"]), float(meta.get("step", STEP))
         if not (0 <= plus < n and 0 <= minus < n) or not math.isfinite(step) or step <= 0:
@@ -350,10 +357,7 @@ class RingRotation:
 
     @classmethod
     def from_parts(cls, tensors: dict[str, torch.Tensor], meta: dict) -> RingRotation:
-        c, r, w = (tensors[k].float() for k in ("center", "read", "write"))
-        D = c.shape[0]
-        if c.dim() != 1 or tuple(r.shape) != (D, 2) or tuple(w.shape) != (2, D):
-            raise ValueError(f"ring rotation tensors have shapes {tuple(c.shape)}, {tuple(r.shape)}, {tuple(w.shape)}")
+        c, r, w = _plane(tensors, "ring rotation")
         step = float(meta.get("step", 2 * math.pi / 10))
         if not math.isfinite(step) or step <= 0:
             raise ValueError(f"ring rotation settings out of range: {meta}")
