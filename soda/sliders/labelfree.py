@@ -30,7 +30,6 @@ from ..eval.edits import FACTORS, change_rates, comparable
 
 Decode = Callable[[torch.Tensor], torch.Tensor]
 LABEL_FREE_METHODS = ("pca_section", "ica_section", "ica_z", "sefa", "rings_ica", "ica_rings")
-SHOWN_MAX = 24  # the most label-free sliders the explorer shows (issue 21's bar counts only these)
 MET_EFFECT, MET_KEEP = 0.8, 0.9  # a factor is "reached" by a slider that moves it in >= 80% and keeps the rest >= 90%
 
 
@@ -190,7 +189,9 @@ def ica_rings(Z: torch.Tensor, D: torch.Tensor) -> list:
     mean = Z.mean(0)
     Dd = D.double()
     S = torch.linalg.lstsq(Dd.T, (Z - mean).T).solution.T  # (N, M) source coordinates: z - mean ~ S @ D
-    S = S / S.std(0)
+    sd = S.std(0)
+    S = S / sd
+    dual = torch.linalg.pinv(Dd)  # (z_dim, M): z - mean -> sources
     pairs = []
     for i in range(D.shape[0]):
         for j in range(i + 1, D.shape[0]):
@@ -204,18 +205,10 @@ def ica_rings(Z: torch.Tensor, D: torch.Tensor) -> list:
         if i in used or j in used:
             continue
         used |= {i, j}
-        dual = torch.linalg.pinv(Dd)  # (z_dim, M): z - mean -> sources
-        sd = torch.linalg.lstsq(Dd.T, (Z - mean).T).solution.T.std(0)
         read = dual[:, [i, j]] / sd[[i, j]]  # (D, 2): unit variance per axis
         write = Dd[[i, j]] * sd[[i, j], None]  # (2, D)
         rings.append(RingRotation(mean.float(), read.float(), write.float()))
     return [*rings, *[D[k] for k in range(D.shape[0]) if k not in used]]
-
-
-def dominant_section(D: torch.Tensor, slices: Sequence[slice]) -> list[int]:
-    """For each direction (M, z_dim): the section holding most of its squared norm."""
-    energy = torch.stack([D[:, sl].pow(2).sum(1) for sl in slices], 1)  # (M, K)
-    return energy.argmax(1).tolist()
 
 
 @torch.no_grad()
